@@ -1,0 +1,123 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// Compiler settings shared by every Heliograph target.
+let strictSettings: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "Heliograph",
+    platforms: [.macOS(.v15), .iOS(.v18)],
+    products: [
+        .executable(name: "heliograph", targets: ["heliograph"]),
+        .executable(name: "helio", targets: ["helio"]),
+        .library(name: "HeliographKit", targets: ["HeliographKit"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.2"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        // Identifiers, entities and domain errors. Foundation only: reused by apps.
+        .target(name: "HeliographCore", swiftSettings: strictSettings),
+        // Key material and signatures. No I/O, no server code.
+        .target(
+            name: "HeliographCrypto",
+            dependencies: [
+                "HeliographCore",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Versioned wire types and the frame codec.
+        .target(name: "HeliographProtocol", dependencies: ["HeliographCore"], swiftSettings: strictSettings),
+        // Store protocols and the embedded SQLite backend.
+        .target(
+            name: "HeliographStore",
+            dependencies: [
+                "HeliographCore",
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The Hummingbird application: controllers, services, WebSocket gateway, delivery.
+        .target(
+            name: "HeliographServer",
+            dependencies: [
+                "HeliographCore", "HeliographCrypto", "HeliographProtocol", "HeliographStore",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Client SDK: connection, sync, local profile. No server code.
+        .target(
+            name: "HeliographKit",
+            dependencies: [
+                "HeliographCore", "HeliographCrypto", "HeliographProtocol",
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "heliograph",
+            dependencies: [
+                "HeliographServer",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "helio",
+            dependencies: [
+                "HeliographKit", "HeliographCore", "HeliographProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "HeliographCoreTests",
+            dependencies: ["HeliographCore", "HeliographCrypto", "HeliographProtocol"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "HeliographStoreTests",
+            dependencies: ["HeliographCore", "HeliographStore"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "HeliographServerTests",
+            dependencies: [
+                "HeliographServer", "HeliographKit",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Live tests start the real executables, so they depend on them to get them built.
+        .testTarget(
+            name: "HeliographLiveTests",
+            dependencies: ["HeliographKit", "heliograph", "helio"],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

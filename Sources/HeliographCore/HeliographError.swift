@@ -1,0 +1,97 @@
+/// A domain error with a stable machine-readable code and a message a person understands.
+///
+/// Errors compare by code only, so tests and clients never match on wording. The edge
+/// (HTTP or WebSocket) maps the code to a status; storage details never appear in a message.
+public struct HeliographError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// A stable error code, sent on the wire as a snake_case string.
+    public struct Code: Hashable, Sendable, CustomStringConvertible, Codable {
+        /// The wire form, such as `username_taken`.
+        public let rawValue: String
+
+        /// Creates a code from its wire form.
+        public init(_ rawValue: String) { self.rawValue = rawValue }
+
+        public var description: String { rawValue }
+
+        public init(from decoder: any Decoder) throws {
+            self.rawValue = try decoder.singleValueContainer().decode(String.self)
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var container = encoder.singleValueContainer()
+            try container.encode(rawValue)
+        }
+
+        // Input
+        /// The request or frame could not be parsed or misses a field.
+        public static let badRequest = Code("bad_request")
+        /// A frame or request method the server does not know.
+        public static let unknownMethod = Code("unknown_method")
+        /// The username breaks the naming rules.
+        public static let invalidUsername = Code("invalid_username")
+        /// The message id breaks its format rules.
+        public static let invalidMessageID = Code("invalid_message_id")
+        /// A public key has the wrong length or format.
+        public static let invalidKey = Code("invalid_key")
+        /// The body, frame or envelope is larger than the configured maximum.
+        public static let payloadTooLarge = Code("payload_too_large")
+        // Conflicts
+        /// Somebody already holds this username (compared case-insensitively).
+        public static let usernameTaken = Code("username_taken")
+        /// The sender's device list for the recipient is out of date.
+        public static let deviceListMismatch = Code("device_list_mismatch")
+        // Authentication
+        /// No valid session token was presented.
+        public static let unauthenticated = Code("unauthenticated")
+        /// The session token is past its expiry.
+        public static let tokenExpired = Code("token_expired")
+        /// The device holding the token was revoked.
+        public static let deviceRevoked = Code("device_revoked")
+        /// The login signature does not verify against the account's identity key.
+        public static let badSignature = Code("bad_signature")
+        /// The login challenge is unknown, used or expired.
+        public static let challengeExpired = Code("challenge_expired")
+        /// The authenticated device may not act on that resource.
+        public static let forbidden = Code("forbidden")
+        // Lookup
+        /// No such endpoint or resource.
+        public static let notFound = Code("not_found")
+        /// No account has this name or id.
+        public static let unknownAccount = Code("unknown_account")
+        /// No device of the account has this id.
+        public static let unknownDevice = Code("unknown_device")
+        /// The recipient has no active device to deliver to.
+        public static let noDevices = Code("no_devices")
+        // Delivery
+        /// An acknowledgement names a sequence number that was never sent to this device.
+        public static let ackOutOfRange = Code("ack_out_of_range")
+        /// Too many requests; retry after the given delay.
+        public static let rateLimited = Code("rate_limited")
+        // Server
+        /// The store is unreachable for now; retrying later will work.
+        public static let temporarilyUnavailable = Code("temporarily_unavailable")
+        /// The server is shutting down; reconnect (to another node).
+        public static let shuttingDown = Code("shutting_down")
+        /// An unexpected failure; its cause is logged on the server.
+        public static let internalError = Code("internal_error")
+    }
+
+    /// The stable code.
+    public let code: Code
+    /// A sentence for people.
+    public let message: String
+    /// For ``Code/rateLimited``: seconds after which a retry may succeed.
+    public let retryAfterSeconds: Int?
+
+    /// Creates an error.
+    public init(_ code: Code, _ message: String, retryAfterSeconds: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.retryAfterSeconds = retryAfterSeconds
+    }
+
+    public var description: String { "\(code): \(message)" }
+
+    /// Errors are the same when their codes are.
+    public static func == (lhs: HeliographError, rhs: HeliographError) -> Bool { lhs.code == rhs.code }
+}

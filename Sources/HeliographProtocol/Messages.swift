@@ -1,0 +1,350 @@
+import Foundation
+import HeliographCore
+
+// Wire protocol v1: the bodies of requests and responses, shared by HTTP and WebSocket.
+// Field names are the JSON keys; binary fields are base64; times are milliseconds since 1970.
+
+/// `register` — POST /v1/accounts: claim a username with an identity key.
+public struct RegisterRequest: Codable, Sendable {
+    /// The wanted name.
+    public var username: String
+    /// Raw 32-byte Ed25519 public identity key.
+    public var identityKey: Data
+    /// Creates the request.
+    public init(username: String, identityKey: Data) {
+        self.username = username
+        self.identityKey = identityKey
+    }
+}
+
+/// An account as anybody may look it up.
+public struct AccountInfo: Codable, Sendable, Equatable {
+    /// The account id.
+    public var accountId: AccountID
+    /// The registered spelling of the name.
+    public var username: String
+    /// Raw 32-byte Ed25519 public identity key.
+    public var identityKey: Data
+    /// Registration time (ms).
+    public var createdAt: Int64
+    /// Active device ids, so a sender can encrypt for each.
+    public var devices: [DeviceID]
+    /// Creates the value.
+    public init(accountId: AccountID, username: String, identityKey: Data, createdAt: Int64, devices: [DeviceID]) {
+        self.accountId = accountId
+        self.username = username
+        self.identityKey = identityKey
+        self.createdAt = createdAt
+        self.devices = devices
+    }
+}
+
+/// `lookupAccount` — GET /v1/accounts/{username}.
+public struct LookupAccountRequest: Codable, Sendable {
+    /// The name to find.
+    public var username: String
+    /// Creates the request.
+    public init(username: String) { self.username = username }
+}
+
+/// `challenge` — POST /v1/auth/challenge: ask for a nonce to sign.
+public struct ChallengeRequest: Codable, Sendable {
+    /// The account to log in to.
+    public var username: String
+    /// Creates the request.
+    public init(username: String) { self.username = username }
+}
+
+/// A single-use login challenge.
+public struct ChallengeResponse: Codable, Sendable {
+    /// Echo this id in the login request.
+    public var challengeId: UUID
+    /// The random bytes to sign.
+    public var nonce: Data
+    /// Expiry (ms).
+    public var expiresAt: Int64
+    /// Creates the value.
+    public init(challengeId: UUID, nonce: Data, expiresAt: Int64) {
+        self.challengeId = challengeId
+        self.nonce = nonce
+        self.expiresAt = expiresAt
+    }
+}
+
+/// `login` — POST /v1/auth/login: prove possession of the identity key, get a device and token.
+public struct LoginRequest: Codable, Sendable {
+    /// The challenge being answered.
+    public var challengeId: UUID
+    /// A label for the new device, 1–64 characters.
+    public var deviceName: String
+    /// Ed25519 signature over the login proof bytes.
+    public var signature: Data
+    /// Creates the request.
+    public init(challengeId: UUID, deviceName: String, signature: Data) {
+        self.challengeId = challengeId
+        self.deviceName = deviceName
+        self.signature = signature
+    }
+}
+
+/// A new device session.
+public struct LoginResponse: Codable, Sendable {
+    /// The account logged in to.
+    public var accountId: AccountID
+    /// The new device.
+    public var deviceId: DeviceID
+    /// The bearer token; shown once, stored by the server only as a hash.
+    public var token: String
+    /// Token expiry (ms).
+    public var expiresAt: Int64
+    /// Creates the value.
+    public init(accountId: AccountID, deviceId: DeviceID, token: String, expiresAt: Int64) {
+        self.accountId = accountId
+        self.deviceId = deviceId
+        self.token = token
+        self.expiresAt = expiresAt
+    }
+}
+
+/// `authenticate` — WebSocket only: bind the socket to a device session and start delivery.
+public struct AuthenticateRequest: Codable, Sendable {
+    /// The bearer token from login.
+    public var token: String
+    /// The last sequence number this device has processed; acknowledges up to it and resumes after it.
+    public var after: Int64?
+    /// Whether to push the inbox on this socket (default true); false for request-only sockets.
+    public var receive: Bool?
+    /// Creates the request.
+    public init(token: String, after: Int64?, receive: Bool? = nil) {
+        self.token = token
+        self.after = after
+        self.receive = receive
+    }
+}
+
+/// Who the socket now belongs to.
+public struct SessionInfo: Codable, Sendable {
+    /// The account.
+    public var accountId: AccountID
+    /// The registered spelling of the account's name.
+    public var username: String
+    /// The device.
+    public var deviceId: DeviceID
+    /// The highest sequence number assigned to this device so far.
+    public var lastSequence: Int64
+    /// Creates the value.
+    public init(accountId: AccountID, username: String, deviceId: DeviceID, lastSequence: Int64) {
+        self.accountId = accountId
+        self.username = username
+        self.deviceId = deviceId
+        self.lastSequence = lastSequence
+    }
+}
+
+/// No parameters: used by `listDevices`, `whoami` and others.
+public struct EmptyBody: Codable, Sendable {
+    /// Creates the empty value.
+    public init() {}
+}
+
+/// One device as its owner sees it.
+public struct DeviceInfo: Codable, Sendable, Equatable {
+    /// The device id.
+    public var deviceId: DeviceID
+    /// The label chosen at login.
+    public var name: String
+    /// Login time (ms).
+    public var createdAt: Int64
+    /// Revocation time (ms), if revoked.
+    public var revokedAt: Int64?
+    /// Whether this is the device making the request.
+    public var current: Bool
+    /// Creates the value.
+    public init(deviceId: DeviceID, name: String, createdAt: Int64, revokedAt: Int64?, current: Bool) {
+        self.deviceId = deviceId
+        self.name = name
+        self.createdAt = createdAt
+        self.revokedAt = revokedAt
+        self.current = current
+    }
+}
+
+/// `listDevices` — GET /v1/devices.
+public struct DeviceListResponse: Codable, Sendable {
+    /// Every device of the account, revoked ones included.
+    public var devices: [DeviceInfo]
+    /// Creates the value.
+    public init(devices: [DeviceInfo]) { self.devices = devices }
+}
+
+/// `revokeDevice` — DELETE /v1/devices/{deviceId}.
+public struct RevokeDeviceRequest: Codable, Sendable {
+    /// The device to revoke (may be the current one: that is a logout).
+    public var deviceId: DeviceID
+    /// Creates the request.
+    public init(deviceId: DeviceID) { self.deviceId = deviceId }
+}
+
+/// `send` — POST /v1/messages: deliver an opaque payload to every device of an account.
+public struct SendRequest: Codable, Sendable {
+    /// The idempotency key: a retry with the same id is delivered once.
+    public var messageId: MessageID
+    /// The recipient's username (an optional leading `@` is accepted).
+    public var to: String
+    /// The exact devices the payload was encrypted for; when given it must equal the active list.
+    public var devices: [DeviceID]?
+    /// The opaque content.
+    public var payload: Data
+    /// Creates the request.
+    public init(messageId: MessageID, to: String, devices: [DeviceID]? = nil, payload: Data) {
+        self.messageId = messageId
+        self.to = to
+        self.devices = devices
+        self.payload = payload
+    }
+}
+
+/// The acknowledgement of a send, given only after the store committed it.
+public struct SendResponse: Codable, Sendable, Equatable {
+    /// The idempotency key.
+    public var messageId: MessageID
+    /// Acceptance time (ms), the same on a retry.
+    public var serverTime: Int64
+    /// How many device inboxes received it.
+    public var deviceCount: Int
+    /// Whether this was a retry of an already accepted send.
+    public var duplicate: Bool
+    /// Creates the value.
+    public init(messageId: MessageID, serverTime: Int64, deviceCount: Int, duplicate: Bool) {
+        self.messageId = messageId
+        self.serverTime = serverTime
+        self.deviceCount = deviceCount
+        self.duplicate = duplicate
+    }
+}
+
+/// The sender of an envelope on the wire.
+public struct WireSender: Codable, Sendable, Equatable {
+    /// The sending account.
+    public var accountId: AccountID
+    /// Its name.
+    public var username: String
+    /// The sending device.
+    public var deviceId: DeviceID
+    /// Creates the value.
+    public init(accountId: AccountID, username: String, deviceId: DeviceID) {
+        self.accountId = accountId
+        self.username = username
+        self.deviceId = deviceId
+    }
+}
+
+/// An envelope on the wire.
+public struct WireEnvelope: Codable, Sendable, Equatable {
+    /// Position in the receiving device's inbox.
+    public var seq: Int64
+    /// The sender's idempotency key.
+    public var messageId: MessageID
+    /// Who sent it.
+    public var sender: WireSender
+    /// Acceptance time (ms).
+    public var serverTime: Int64
+    /// The opaque content.
+    public var payload: Data
+    /// Creates the value.
+    public init(seq: Int64, messageId: MessageID, sender: WireSender, serverTime: Int64, payload: Data) {
+        self.seq = seq
+        self.messageId = messageId
+        self.sender = sender
+        self.serverTime = serverTime
+        self.payload = payload
+    }
+}
+
+extension WireEnvelope {
+    /// The wire form of a stored envelope.
+    public init(_ envelope: Envelope) {
+        self.init(
+            seq: envelope.sequence,
+            messageId: envelope.messageID,
+            sender: WireSender(
+                accountId: envelope.sender.accountID, username: envelope.sender.username.display,
+                deviceId: envelope.sender.deviceID),
+            serverTime: envelope.serverTime.millisecondsSince1970,
+            payload: envelope.payload
+        )
+    }
+}
+
+/// `fetchInbox` — GET /v1/inbox?after=N&limit=M: pull envelopes (for clients without a socket).
+public struct FetchInboxRequest: Codable, Sendable {
+    /// Return envelopes with a sequence number above this.
+    public var after: Int64
+    /// At most this many (1–500, default 100).
+    public var limit: Int?
+    /// Creates the request.
+    public init(after: Int64, limit: Int? = nil) {
+        self.after = after
+        self.limit = limit
+    }
+}
+
+/// A page of the inbox, in sequence order.
+public struct FetchInboxResponse: Codable, Sendable {
+    /// The envelopes.
+    public var envelopes: [WireEnvelope]
+    /// Creates the value.
+    public init(envelopes: [WireEnvelope]) { self.envelopes = envelopes }
+}
+
+/// `ack` — POST /v1/inbox/ack, or the `ack` frame: everything up to `seq` is processed.
+public struct AckRequest: Codable, Sendable {
+    /// The cumulative acknowledgement.
+    public var seq: Int64
+    /// Creates the request.
+    public init(seq: Int64) { self.seq = seq }
+}
+
+/// The result of an acknowledgement.
+public struct AckResponse: Codable, Sendable {
+    /// The highest sequence number now acknowledged.
+    public var acknowledged: Int64
+    /// Creates the value.
+    public init(acknowledged: Int64) { self.acknowledged = acknowledged }
+}
+
+/// An error on the wire.
+public struct ErrorBody: Codable, Sendable, Equatable {
+    /// The stable code.
+    public var code: String
+    /// A sentence for people.
+    public var message: String
+    /// Seconds to wait, for `rate_limited`.
+    public var retryAfter: Int?
+    /// Creates the value.
+    public init(code: String, message: String, retryAfter: Int? = nil) {
+        self.code = code
+        self.message = message
+        self.retryAfter = retryAfter
+    }
+}
+
+extension ErrorBody {
+    /// The wire form of a domain error.
+    public init(_ error: HeliographError) {
+        self.init(code: error.code.rawValue, message: error.message, retryAfter: error.retryAfterSeconds)
+    }
+
+    /// The domain error this body carries.
+    public var heliographError: HeliographError {
+        HeliographError(HeliographError.Code(code), message, retryAfterSeconds: retryAfter)
+    }
+}
+
+/// An error response, as HTTP sends it: `{"error": {...}}`.
+public struct ErrorEnvelope: Codable, Sendable {
+    /// The error.
+    public var error: ErrorBody
+    /// Creates the value.
+    public init(error: ErrorBody) { self.error = error }
+}

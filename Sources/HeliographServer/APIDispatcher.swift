@@ -1,0 +1,44 @@
+import Foundation
+import HeliographCore
+import HeliographProtocol
+
+/// Routes a WebSocket request frame to the same service function as its HTTP twin.
+///
+/// It decodes the typed body for the method, calls the service, and encodes the response
+/// frame; errors become error responses carrying the request id.
+struct APIDispatcher: Sendable {
+    let services: HeliographServices
+
+    /// Handles one request frame. `caller` is the socket's device, if it authenticated.
+    /// `authenticate` is handled by the gateway, which owns the socket's state.
+    func handle(method: APIMethod, id: String, frame: Data, caller: AuthenticatedDevice?) async throws -> Data {
+        func body<T: Codable & Sendable>(_ type: T.Type) throws -> T {
+            try WireCodec.decode(RequestFrame<T>.self, from: frame).body
+        }
+        func session() throws -> AuthenticatedDevice {
+            guard let caller else {
+                throw HeliographError(.unauthenticated, "send an 'authenticate' request with your session token first")
+            }
+            try services.auth.checkStillValid(caller)
+            return caller
+        }
+        func reply<T: Codable & Sendable>(_ value: T) throws -> Data {
+            try WireCodec.encode(ResponseFrame(id: id, status: 200, body: value, error: nil))
+        }
+        switch method {
+        case .register: return try reply(try await services.accounts.register(try body(RegisterRequest.self)))
+        case .lookupAccount: return try reply(try await services.accounts.lookup(try body(LookupAccountRequest.self)))
+        case .challenge: return try reply(try await services.auth.challenge(try body(ChallengeRequest.self)))
+        case .login: return try reply(try await services.auth.login(try body(LoginRequest.self)))
+        case .listDevices: return try reply(try await services.devices.list(for: try session()))
+        case .revokeDevice:
+            return try reply(try await services.devices.revoke(try body(RevokeDeviceRequest.self), by: try session()))
+        case .send: return try reply(try await services.messages.send(try body(SendRequest.self), from: try session()))
+        case .fetchInbox:
+            return try reply(try await services.messages.fetch(try body(FetchInboxRequest.self), for: try session()))
+        case .ack: return try reply(try await services.messages.acknowledge(try body(AckRequest.self), for: try session()))
+        case .authenticate:
+            throw HeliographError(.badRequest, "authenticate is handled by the socket")
+        }
+    }
+}

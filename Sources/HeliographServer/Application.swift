@@ -1,0 +1,172 @@
+import Foundation
+import HeliographCore
+import HeliographProtocol
+import HeliographStore
+import Hummingbird
+import HummingbirdWebSocket
+import Logging
+import NIOCore
+import ServiceLifecycle
+import UnixSignals
+
+/// The request context of every route: Hummingbird's core storage plus the WebSocket hand-off.
+public struct HeliographRequestContext: RequestContext, WebSocketRequestContext {
+    public var coreContext: CoreRequestContextStorage
+    public let webSocket: WebSocketHandlerReference<Self>
+
+    public init(source: ApplicationRequestContextSource) {
+        coreContext = .init(source: source)
+        webSocket = .init()
+    }
+}
+
+/// The service layer, shared by the HTTP routes and the WebSocket gateway.
+public struct HeliographServices: Sendable {
+    /// Accounts.
+    public let accounts: AccountService
+    /// Login and tokens.
+    public let auth: AuthService
+    /// Devices.
+    public let devices: DeviceService
+    /// Messages and inboxes.
+    public let messages: MessageService
+
+    /// Wires the services over one storage backend.
+    public init(
+        storage: any HeliographStorage, configuration: ServerConfiguration, clock: any WallClock, hub: DeliveryHub,
+        metrics: ServerMetrics
+    ) {
+        let authLimiter = RateLimiter(rate: configuration.authRate, burst: configuration.authBurst)
+        accounts = AccountService(storage: storage, clock: clock, authLimiter: authLimiter)
+        auth = AuthService(
+            storage: storage, clock: clock, configuration: configuration, accounts: accounts, authLimiter: authLimiter)
+        devices = DeviceService(storage: storage, clock: clock, hub: hub)
+        messages = MessageService(
+            storage: storage, clock: clock, configuration: configuration, accounts: accounts, hub: hub, metrics: metrics,
+            accountLimiter: RateLimiter(rate: configuration.accountSendRate, burst: configuration.accountSendBurst),
+            pairLimiter: RateLimiter(rate: configuration.pairSendRate, burst: configuration.pairSendBurst))
+    }
+}
+
+/// Builds the whole server: services over `storage`, HTTP routes, the WebSocket gateway, and
+/// the background sweeper. The one place where parts are wired together.
+///
+/// - Parameters:
+///   - configuration: listening address, limits, lifetimes.
+///   - storage: an opened, migrated backend; the application closes it when it stops.
+///   - clock: the source of "now" for expiry and retention (tests pass a manual clock).
+///   - logger: the server's logger.
+///   - onServerRunning: called with the bound port once the server accepts connections.
+public func buildApplication(
+    configuration: ServerConfiguration,
+    storage: any HeliographStorage,
+    clock: any WallClock = SystemWallClock(),
+    logger: Logger,
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+) -> some ApplicationProtocol {
+    let hub = DeliveryHub()
+    let metrics = ServerMetrics()
+    let services = HeliographServices(storage: storage, configuration: configuration, clock: clock, hub: hub, metrics: metrics)
+    let gateway = SocketGateway(
+        services: services, storage: storage, hub: hub, metrics: metrics, configuration: configuration, clock: clock)
+
+    let router = Router(context: HeliographRequestContext.self)
+    router.add(middleware: ErrorMiddleware())
+    let api = HTTPRoutes(services: services, storage: storage, metrics: metrics, maxBodyBytes: configuration.maxFrameBytes)
+    api.register(on: router)
+    /// GET /v1/socket — the WebSocket of protocol v1 (see docs/protocol.md).
+    router.ws("/v1/socket") { _, _ in
+        .upgrade([:])
+    } onUpgrade: { inbound, outbound, context in
+        await gateway.serve(inbound: inbound, outbound: outbound, logger: context.logger)
+    }
+
+    let sweeper = RetentionSweeper(storage: storage, configuration: configuration, clock: clock, logger: logger)
+    return Application(
+        router: router,
+        server: .http1WebSocketUpgrade(
+            webSocketRouter: router,
+            configuration: .init(ws: .init(maxFrameSize: configuration.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30))))
+        ),
+        configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "heliograph"),
+        services: [StorageCloser(storage: storage), sweeper],
+        onServerRunning: { channel in
+            await onServerRunning(channel.localAddress?.port ?? configuration.port)
+        },
+        logger: logger
+    )
+}
+
+/// Turns every thrown error into a JSON error response with a stable code.
+struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch {
+            let failure = ErrorMapping.publicError(error, logger: context.logger)
+            var response = try JSONBody.response(
+                ErrorEnvelope(error: ErrorBody(failure)), status: .init(code: ErrorMapping.status(for: failure.code)))
+            if let retryAfter = failure.retryAfterSeconds {
+                response.headers[.retryAfter] = String(retryAfter)
+            }
+            return response
+        }
+    }
+}
+
+/// JSON responses with the wire codec.
+enum JSONBody {
+    static func response<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try WireCodec.encode(value)
+        return Response(
+            status: status, headers: [.contentType: "application/json; charset=utf-8"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}
+
+/// Closes the storage after the server stopped; listed first so it shuts down last.
+struct StorageCloser: Service {
+    let storage: any HeliographStorage
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        try await storage.close()
+    }
+}
+
+/// Deletes expired envelopes, sessions and challenges on a fixed interval.
+struct RetentionSweeper: Service {
+    let storage: any HeliographStorage
+    let configuration: ServerConfiguration
+    let clock: any WallClock
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully {
+            await sweepOnce()
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: configuration.sweepInterval) }
+        }
+    }
+
+    /// One pass; failures are logged and retried on the next pass.
+    func sweepOnce() async {
+        let now = clock.now()
+        do {
+            let envelopes = try await storage.inbox.deleteExpired(before: now - configuration.retention.timeInterval)
+            let sessions = try await storage.sessions.deleteExpired(before: now)
+            let challenges = try await storage.challenges.deleteExpired(before: now)
+            if envelopes + sessions + challenges > 0 {
+                logger.info(
+                    "retention sweep",
+                    metadata: ["envelopes": "\(envelopes)", "sessions": "\(sessions)", "challenges": "\(challenges)"])
+            }
+        } catch {
+            logger.warning("retention sweep failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
+    }
+}
+
+/// Runs an application until SIGINT or SIGTERM, then shuts it down gracefully.
+public func runUntilSignalled(_ application: some ApplicationProtocol) async throws {
+    try await application.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+}

@@ -1,0 +1,42 @@
+import HeliographCore
+import Hummingbird
+import Logging
+
+/// Maps domain errors to HTTP statuses, and anything else to a sanitized, logged error.
+enum ErrorMapping {
+    /// The HTTP status (also used in WebSocket responses) for an error code.
+    static func status(for code: HeliographError.Code) -> Int {
+        switch code {
+        case .badRequest, .unknownMethod, .invalidUsername, .invalidMessageID, .invalidKey, .ackOutOfRange: 400
+        case .unauthenticated, .tokenExpired, .deviceRevoked, .badSignature, .challengeExpired: 401
+        case .forbidden: 403
+        case .notFound, .unknownAccount, .unknownDevice, .noDevices: 404
+        case .usernameTaken, .deviceListMismatch: 409
+        case .payloadTooLarge: 413
+        case .rateLimited: 429
+        case .temporarilyUnavailable, .shuttingDown: 503
+        default: 500
+        }
+    }
+
+    /// The error a client may see. Domain errors pass; framework errors keep their meaning;
+    /// anything else is logged here with its cause and answered as `internal_error`.
+    static func publicError(_ error: any Error, logger: Logger) -> HeliographError {
+        switch error {
+        case let error as HeliographError:
+            return error
+        case let error as HTTPError:
+            switch error.status {
+            case .contentTooLarge:
+                return HeliographError(.payloadTooLarge, "the request body is larger than the server accepts")
+            case .notFound:
+                return HeliographError(.notFound, "no such endpoint; the API is described in docs/protocol.md")
+            default:
+                return HeliographError(.badRequest, error.body ?? error.status.reasonPhrase)
+            }
+        default:
+            logger.error("request failed unexpectedly", metadata: ["error": "\(String(reflecting: error))"])
+            return HeliographError(.internalError, "internal error; the cause is in the server log")
+        }
+    }
+}

@@ -1,0 +1,63 @@
+import Foundation
+import Metrics
+import Prometheus
+
+/// The server's counters and histograms, registered on one Prometheus registry.
+///
+/// Metrics are created against an explicit factory rather than the global MetricsSystem,
+/// so several servers in one test process keep separate figures.
+public struct ServerMetrics: Sendable {
+    /// The registry `/metrics` renders.
+    public let registry: PrometheusCollectorRegistry
+    /// WebSocket connections bound to a device right now.
+    let connectedDevices: Metrics.Gauge
+    /// Envelopes stored (one per recipient device), duplicates excluded.
+    let envelopesAccepted: Metrics.Counter
+    /// Envelopes written to a recipient's socket.
+    let envelopesDelivered: Metrics.Counter
+    /// Time from acceptance to push, per envelope.
+    let deliveryLatency: Metrics.Timer
+    /// The factory that makes per-code error counters on demand.
+    let registryFactory: PrometheusMetricsFactory
+
+    /// Creates the metrics on a fresh registry.
+    public init() {
+        let registry = PrometheusCollectorRegistry()
+        var factory = PrometheusMetricsFactory(registry: registry)
+        factory.defaultDurationHistogramBuckets = [
+            .microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2),
+            .milliseconds(5), .milliseconds(10), .milliseconds(25), .milliseconds(50), .milliseconds(100),
+            .milliseconds(250), .milliseconds(500), .seconds(1), .seconds(5), .seconds(30),
+        ]
+        self.registry = registry
+        self.registryFactory = factory
+        connectedDevices = Metrics.Gauge(label: "heliograph_connected_devices", factory: factory)
+        envelopesAccepted = Metrics.Counter(label: "heliograph_envelopes_accepted_total", factory: factory)
+        envelopesDelivered = Metrics.Counter(label: "heliograph_envelopes_delivered_total", factory: factory)
+        deliveryLatency = Metrics.Timer(label: "heliograph_delivery_latency_seconds", factory: factory)
+    }
+
+    /// Records how many devices have a socket on this node.
+    func recordConnectedDevices(_ count: Int) { connectedDevices.record(count) }
+
+    /// Counts envelopes stored for delivery.
+    func recordAccepted(_ count: Int) { envelopesAccepted.increment(by: Int64(count)) }
+
+    /// Counts one envelope pushed to a socket, `latency` seconds after it was accepted.
+    func recordDelivered(latency: TimeInterval) {
+        envelopesDelivered.increment()
+        deliveryLatency.recordNanoseconds(Int64(max(latency, 0) * 1e9))
+    }
+
+    /// Counts an error answered to a client, by code.
+    func countError(code: String) {
+        Metrics.Counter(label: "heliograph_errors_total", dimensions: [("code", code)], factory: registryFactory).increment()
+    }
+
+    /// The Prometheus text exposition.
+    public func render() -> String {
+        var buffer: [UInt8] = []
+        registry.emit(into: &buffer)
+        return String(decoding: buffer, as: UTF8.self)
+    }
+}

@@ -1,0 +1,244 @@
+import Foundation
+import HeliographCore
+import HeliographCrypto
+import HeliographProtocol
+import HeliographStore
+import Logging
+
+/// A device proven by its session token: the caller of every authenticated service function.
+public struct AuthenticatedDevice: Sendable, Equatable {
+    /// The account.
+    public var accountID: AccountID
+    /// The account's name.
+    public var username: Username
+    /// The device.
+    public var deviceID: DeviceID
+    /// When the presented token stops being valid.
+    public var expiresAt: Date
+}
+
+/// Registration and lookup of accounts.
+public struct AccountService: Sendable {
+    let storage: any HeliographStorage
+    let clock: any WallClock
+    let authLimiter: RateLimiter
+
+    /// `register`: claims a username for an identity key.
+    public func register(_ request: RegisterRequest) async throws -> AccountInfo {
+        let username = try Username(validating: request.username)
+        let key = try IdentityPublicKey(rawBytes: request.identityKey)
+        try authLimiter.take("register", what: "registrations")
+        let account = Account(id: .random(), username: username, identityKey: key.rawBytes, createdAt: clock.now().wholeMilliseconds)
+        try await storage.accounts.insert(account)
+        return AccountInfo(account, devices: [])
+    }
+
+    /// `lookupAccount`: the public facts of an account, with its active devices.
+    public func lookup(_ request: LookupAccountRequest) async throws -> AccountInfo {
+        let account = try await requireAccount(named: request.username)
+        let devices = try await storage.devices.devices(of: account.id).filter(\.isActive).map(\.id)
+        return AccountInfo(account, devices: devices)
+    }
+
+    /// The account with this name, or `unknown_account`.
+    func requireAccount(named name: String) async throws -> Account {
+        let username = try Username(validating: name)
+        guard let account = try await storage.accounts.account(username: username) else {
+            throw HeliographError(.unknownAccount, "no account is named \(username)")
+        }
+        return account
+    }
+}
+
+extension AccountInfo {
+    init(_ account: Account, devices: [DeviceID]) {
+        self.init(
+            accountId: account.id, username: account.username.display, identityKey: account.identityKey,
+            createdAt: account.createdAt.millisecondsSince1970, devices: devices)
+    }
+}
+
+/// Challenge–response login and session-token checks.
+public struct AuthService: Sendable {
+    let storage: any HeliographStorage
+    let clock: any WallClock
+    let configuration: ServerConfiguration
+    let accounts: AccountService
+    let authLimiter: RateLimiter
+
+    /// `challenge`: a fresh single-use nonce for the named account.
+    public func challenge(_ request: ChallengeRequest) async throws -> ChallengeResponse {
+        let account = try await accounts.requireAccount(named: request.username)
+        try authLimiter.take("login", what: "login attempts")
+        let challenge = LoginChallenge(
+            id: UUID(), accountID: account.id, nonce: SessionToken.randomNonce(),
+            expiresAt: (clock.now() + configuration.challengeLifetime.timeInterval).wholeMilliseconds)
+        try await storage.challenges.insert(challenge)
+        return ChallengeResponse(
+            challengeId: challenge.id, nonce: challenge.nonce, expiresAt: challenge.expiresAt.millisecondsSince1970)
+    }
+
+    /// `login`: verifies the signed challenge and creates a device with a session token.
+    public func login(_ request: LoginRequest) async throws -> LoginResponse {
+        let deviceName = request.deviceName.trimmingCharacters(in: .whitespacesAndNewlines)
+        guard !deviceName.isEmpty, deviceName.count <= Device.maximumNameLength else {
+            throw HeliographError(.badRequest, "deviceName must be 1-\(Device.maximumNameLength) characters")
+        }
+        // Consume first: a challenge is single-use even when the signature turns out bad.
+        guard let challenge = try await storage.challenges.consume(id: request.challengeId),
+            challenge.expiresAt >= clock.now()
+        else {
+            throw HeliographError(.challengeExpired, "the login challenge is unknown, already used or expired; request a new one")
+        }
+        guard let account = try await storage.accounts.account(id: challenge.accountID) else {
+            throw HeliographError(.unknownAccount, "the account of this challenge no longer exists")
+        }
+        try LoginProof.verify(
+            signature: request.signature, identityKey: try IdentityPublicKey(rawBytes: account.identityKey),
+            nonce: challenge.nonce, challengeID: challenge.id, deviceName: request.deviceName)
+        let now = clock.now().wholeMilliseconds
+        let device = Device(id: .random(), accountID: account.id, name: deviceName, createdAt: now)
+        try await storage.devices.insert(device)
+        let token = SessionToken.generate()
+        let session = DeviceSession(
+            tokenHash: SessionToken.hash(token), accountID: account.id, deviceID: device.id, createdAt: now,
+            expiresAt: (now + configuration.tokenLifetime.timeInterval).wholeMilliseconds)
+        try await storage.sessions.insert(session)
+        return LoginResponse(
+            accountId: account.id, deviceId: device.id, token: token, expiresAt: session.expiresAt.millisecondsSince1970)
+    }
+
+    /// Resolves a bearer token to its device, refusing unknown, expired and revoked ones.
+    public func authenticate(token: String) async throws -> AuthenticatedDevice {
+        guard !token.isEmpty, let session = try await storage.sessions.session(tokenHash: SessionToken.hash(token)) else {
+            throw HeliographError(.unauthenticated, "the session token is not valid; log in again")
+        }
+        guard session.expiresAt >= clock.now() else {
+            throw HeliographError(.tokenExpired, "the session token has expired; log in again")
+        }
+        guard let device = try await storage.devices.device(id: session.deviceID), device.isActive else {
+            throw HeliographError(.deviceRevoked, "this device was revoked; log in again to add it back")
+        }
+        guard let account = try await storage.accounts.account(id: session.accountID) else {
+            throw HeliographError(.unauthenticated, "the account of this session no longer exists")
+        }
+        return AuthenticatedDevice(
+            accountID: account.id, username: account.username, deviceID: device.id, expiresAt: session.expiresAt)
+    }
+
+    /// Re-checks a socket's device before each request, so expiry applies to long-lived sockets too.
+    func checkStillValid(_ device: AuthenticatedDevice) throws(HeliographError) {
+        guard device.expiresAt >= clock.now() else {
+            throw HeliographError(.tokenExpired, "the session token has expired; log in again")
+        }
+    }
+}
+
+/// Listing and revoking an account's devices.
+public struct DeviceService: Sendable {
+    let storage: any HeliographStorage
+    let clock: any WallClock
+    let hub: DeliveryHub
+
+    /// `listDevices`: every device of the caller's account.
+    public func list(for caller: AuthenticatedDevice) async throws -> DeviceListResponse {
+        let devices = try await storage.devices.devices(of: caller.accountID)
+        return DeviceListResponse(devices: devices.map { DeviceInfo($0, current: $0.id == caller.deviceID) })
+    }
+
+    /// `revokeDevice`: revokes one of the caller's devices and closes its sockets.
+    public func revoke(_ request: RevokeDeviceRequest, by caller: AuthenticatedDevice) async throws -> DeviceInfo {
+        guard let device = try await storage.devices.device(id: request.deviceId), device.accountID == caller.accountID else {
+            // The same answer for "no such device" and "not yours": ids of others are not probed.
+            throw HeliographError(.unknownDevice, "your account has no device \(request.deviceId)")
+        }
+        guard let revoked = try await storage.devices.revoke(device.id, at: clock.now().wholeMilliseconds) else {
+            throw HeliographError(.unknownDevice, "your account has no device \(request.deviceId)")
+        }
+        hub.disconnect(device.id, because: HeliographError(.deviceRevoked, "this device was revoked"))
+        return DeviceInfo(revoked, current: revoked.id == caller.deviceID)
+    }
+}
+
+extension DeviceInfo {
+    init(_ device: Device, current: Bool) {
+        self.init(
+            deviceId: device.id, name: device.name, createdAt: device.createdAt.millisecondsSince1970,
+            revokedAt: device.revokedAt?.millisecondsSince1970, current: current)
+    }
+}
+
+/// Sending envelopes and reading and acknowledging inboxes.
+public struct MessageService: Sendable {
+    let storage: any HeliographStorage
+    let clock: any WallClock
+    let configuration: ServerConfiguration
+    let accounts: AccountService
+    let hub: DeliveryHub
+    let metrics: ServerMetrics
+    let accountLimiter: RateLimiter
+    let pairLimiter: RateLimiter
+
+    /// `send`: stores one envelope per recipient device and answers only after the commit.
+    public func send(_ request: SendRequest, from caller: AuthenticatedDevice) async throws -> SendResponse {
+        guard request.payload.count <= configuration.maxEnvelopeBytes else {
+            throw HeliographError(
+                .payloadTooLarge,
+                "the payload is \(request.payload.count) bytes; the limit is \(configuration.maxEnvelopeBytes)")
+        }
+        let recipient = try await accounts.requireAccount(named: request.to)
+        try accountLimiter.take(caller.accountID.description, what: "messages")
+        try pairLimiter.take("\(caller.accountID)>\(recipient.id)", what: "messages to \(recipient.username)")
+
+        let active = try await storage.devices.devices(of: recipient.id).filter(\.isActive).map(\.id)
+        // A sender writing to its own account reaches its other devices, not itself.
+        let targets = recipient.id == caller.accountID ? active.filter { $0 != caller.deviceID } : active
+        guard !targets.isEmpty else {
+            throw HeliographError(.noDevices, "\(recipient.username) has no device to deliver to")
+        }
+        if let listed = request.devices, Set(listed) != Set(targets) {
+            throw HeliographError(
+                .deviceListMismatch,
+                "the device list for \(recipient.username) is out of date; current devices: "
+                    + targets.map(\.description).joined(separator: ", "))
+        }
+        let receipt = try await storage.inbox.enqueue(
+            OutgoingMessage(
+                messageID: request.messageId,
+                sender: EnvelopeSender(accountID: caller.accountID, username: caller.username, deviceID: caller.deviceID),
+                recipientAccountID: recipient.id, recipientDeviceIDs: targets,
+                serverTime: clock.now().wholeMilliseconds, payload: request.payload))
+        if !receipt.duplicate {
+            metrics.recordAccepted(receipt.sequences.count)
+            hub.wake(receipt.sequences.keys)
+        }
+        return SendResponse(
+            messageId: receipt.messageID, serverTime: receipt.serverTime.millisecondsSince1970,
+            deviceCount: receipt.sequences.count, duplicate: receipt.duplicate)
+    }
+
+    /// `fetchInbox`: envelopes after a sequence number, for clients that poll.
+    public func fetch(_ request: FetchInboxRequest, for caller: AuthenticatedDevice) async throws -> FetchInboxResponse {
+        let limit = request.limit ?? 100
+        guard (1...500).contains(limit) else {
+            throw HeliographError(.badRequest, "limit must be between 1 and 500")
+        }
+        guard request.after >= 0 else {
+            throw HeliographError(.badRequest, "after must not be negative")
+        }
+        let envelopes = try await storage.inbox.envelopes(for: caller.deviceID, after: request.after, limit: limit)
+        return FetchInboxResponse(envelopes: envelopes.map(WireEnvelope.init))
+    }
+
+    /// `ack`: everything up to `seq` is processed; the server deletes it.
+    public func acknowledge(_ request: AckRequest, for caller: AuthenticatedDevice) async throws -> AckResponse {
+        AckResponse(acknowledged: try await storage.inbox.acknowledge(caller.deviceID, through: request.seq))
+    }
+}
+
+extension Duration {
+    /// The duration in seconds, as Foundation measures intervals.
+    var timeInterval: TimeInterval {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

@@ -1,0 +1,250 @@
+import Foundation
+import HeliographCore
+import HeliographProtocol
+import HeliographStore
+import HummingbirdWebSocket
+import Logging
+import NIOWebSocket
+import ServiceLifecycle
+import Synchronization
+
+/// The WebSocket endpoint `/v1/socket`: request/response frames plus pushed envelopes.
+///
+/// One socket runs two loops: the inbound loop handles frames one at a time (so a device's
+/// sends keep their order), and, once the socket authenticated, a delivery loop pushes the
+/// device's inbox whenever the hub wakes it.
+struct SocketGateway: Sendable {
+    let services: HeliographServices
+    let storage: any HeliographStorage
+    let hub: DeliveryHub
+    let metrics: ServerMetrics
+    let configuration: ServerConfiguration
+    let clock: any WallClock
+
+    /// How many envelopes one inbox read returns.
+    static let deliveryBatch = 256
+    /// Request ids longer than this are refused.
+    static let maximumRequestIDLength = 64
+
+    /// What one socket is doing, shared by its loops and the shutdown handler.
+    private final class SocketStateBox: Sendable {
+        let mutex = Mutex(SocketState())
+        func withLock<T: Sendable>(_ body: (inout SocketState) -> T) -> T { mutex.withLock { body(&$0) } }
+    }
+
+    private struct SocketState {
+        var device: AuthenticatedDevice?
+        var registration: UInt64?
+        var requestInFlight = false
+        var closeReason: HeliographError?
+        var closed = false
+    }
+
+    /// Serves one upgraded socket until either side closes it.
+    func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
+        let state = SocketStateBox()
+        let dispatcher = APIDispatcher(services: services)
+
+        /// Sends the reason as an error frame, then closes; once only.
+        @Sendable func close(_ reason: HeliographError, code: WebSocketErrorCode) async {
+            let first = state.withLock { state -> Bool in
+                defer { state.closed = true }
+                return !state.closed
+            }
+            guard first else { return }
+            try? await outbound.write(.text(Self.errorFrame(reason)))
+            try? await outbound.close(code, reason: reason.message)
+        }
+
+        await withGracefulShutdownHandler {
+            await withTaskGroup(of: Void.self) { group in
+                var messages = inbound.messages(maxSize: configuration.maxFrameBytes).makeAsyncIterator()
+                do {
+                    while let message = try await messages.next() {
+                        guard case .text(let text) = message else {
+                            try await outbound.write(
+                                .text(Self.errorFrame(HeliographError(.badRequest, "frames must be JSON text, not binary"))))
+                            continue
+                        }
+                        state.withLock { $0.requestInFlight = true }
+                        await handleFrame(
+                            Data(text.utf8), state: state, dispatcher: dispatcher, outbound: outbound, logger: logger,
+                            close: close, group: &group)
+                        // A shutdown that arrived during the request waited for it; close now.
+                        let pending = state.withLock { state -> HeliographError? in
+                            state.requestInFlight = false
+                            return state.closeReason
+                        }
+                        if let pending {
+                            await close(pending, code: .goingAway)
+                        }
+                    }
+                } catch {
+                    logger.debug("socket closed", metadata: ["reason": "\(error)"])
+                }
+                group.cancelAll()
+            }
+            let registered = state.withLock { state in state.device.flatMap { device in state.registration.map { (device.deviceID, $0) } } }
+            if let (device, id) = registered {
+                hub.unregister(device, id: id)
+                metrics.recordConnectedDevices(hub.connectedDeviceCount)
+            }
+        } onGracefulShutdown: {
+            let shuttingDown = HeliographError(.shuttingDown, "the server is shutting down; reconnect in a moment")
+            let closeNow = state.withLock { state -> Bool in
+                state.closeReason = shuttingDown
+                return !state.requestInFlight
+            }
+            if closeNow {
+                Task { await close(shuttingDown, code: .goingAway) }
+            }
+        }
+    }
+
+    /// Handles one client frame; never throws: every failure becomes an error frame or response.
+    private func handleFrame(
+        _ frame: Data, state: SocketStateBox, dispatcher: APIDispatcher, outbound: WebSocketOutboundWriter,
+        logger: Logger, close: @escaping @Sendable (HeliographError, WebSocketErrorCode) async -> Void,
+        group: inout TaskGroup<Void>
+    ) async {
+        let head: ClientFrameHead
+        do {
+            head = try WireCodec.decode(ClientFrameHead.self, from: frame)
+        } catch {
+            try? await outbound.write(.text(Self.errorFrame(error)))
+            return
+        }
+        let caller = state.withLock { $0.device }
+        switch head.type {
+        case .ack:
+            guard let seq = head.seq else {
+                try? await outbound.write(.text(Self.errorFrame(HeliographError(.badRequest, "an ack frame needs 'seq'"))))
+                return
+            }
+            guard let caller else {
+                try? await outbound.write(
+                    .text(Self.errorFrame(HeliographError(.unauthenticated, "authenticate before acknowledging"))))
+                return
+            }
+            do {
+                _ = try await services.messages.acknowledge(AckRequest(seq: seq), for: caller)
+            } catch {
+                try? await outbound.write(.text(Self.errorFrame(publicError(error, logger: logger))))
+            }
+        case .request:
+            guard let id = head.id, !id.isEmpty, id.count <= Self.maximumRequestIDLength else {
+                try? await outbound.write(
+                    .text(
+                        Self.errorFrame(
+                            HeliographError(.badRequest, "a request frame needs an 'id' of 1-\(Self.maximumRequestIDLength) characters"))))
+                return
+            }
+            guard let name = head.method, let method = APIMethod(rawValue: name) else {
+                let error = HeliographError(.unknownMethod, "unknown method '\(head.method ?? "")'")
+                try? await outbound.write(.text(Self.errorResponse(id: id, error)))
+                return
+            }
+            do {
+                let response: Data
+                if method == .authenticate {
+                    response = try await authenticate(
+                        id: id, frame: frame, state: state, outbound: outbound, logger: logger, close: close, group: &group)
+                } else {
+                    response = try await dispatcher.handle(method: method, id: id, frame: frame, caller: caller)
+                }
+                try? await outbound.write(.text(String(decoding: response, as: UTF8.self)))
+            } catch {
+                let failure = publicError(error, logger: logger)
+                metrics.countError(code: failure.code.rawValue)
+                try? await outbound.write(.text(Self.errorResponse(id: id, failure)))
+            }
+        }
+    }
+
+    /// Binds the socket to a device session and starts its delivery loop.
+    private func authenticate(
+        id: String, frame: Data, state: SocketStateBox, outbound: WebSocketOutboundWriter, logger: Logger,
+        close: @escaping @Sendable (HeliographError, WebSocketErrorCode) async -> Void, group: inout TaskGroup<Void>
+    ) async throws -> Data {
+        let request = try WireCodec.decode(RequestFrame<AuthenticateRequest>.self, from: frame).body
+        guard state.withLock({ $0.device }) == nil else {
+            throw HeliographError(.badRequest, "this socket is already authenticated")
+        }
+        let device = try await services.auth.authenticate(token: request.token)
+        if let after = request.after, after > 0 {
+            _ = try await storage.inbox.acknowledge(device.deviceID, through: after)
+        }
+        let lastSequence = try await storage.inbox.lastSequence(of: device.deviceID)
+        guard request.receive ?? true else {
+            state.withLock { $0.device = device }
+            return try Self.sessionResponse(id: id, device: device, lastSequence: lastSequence)
+        }
+        let (registration, wakeups) = hub.register(device.deviceID) { reason in
+            Task { await close(reason, .policyViolation) }
+        }
+        state.withLock {
+            $0.device = device
+            $0.registration = registration
+        }
+        metrics.recordConnectedDevices(hub.connectedDeviceCount)
+        let start = max(request.after ?? 0, 0)
+        group.addTask {
+            await deliver(to: device.deviceID, after: start, wakeups: wakeups, outbound: outbound, logger: logger)
+        }
+        return try Self.sessionResponse(id: id, device: device, lastSequence: lastSequence)
+    }
+
+    static func sessionResponse(id: String, device: AuthenticatedDevice, lastSequence: Int64) throws -> Data {
+        return try WireCodec.encode(
+            ResponseFrame(
+                id: id, status: 200,
+                body: SessionInfo(
+                    accountId: device.accountID, username: device.username.display, deviceId: device.deviceID,
+                    lastSequence: lastSequence),
+                error: nil))
+    }
+
+    /// Pushes a device's inbox after `start`, then again after every wake-up, until cancelled.
+    private func deliver(
+        to device: DeviceID, after start: Int64, wakeups: AsyncStream<Void>, outbound: WebSocketOutboundWriter,
+        logger: Logger
+    ) async {
+        var cursor = start
+        for await _ in wakeups {
+            var more = true
+            while more, !Task.isCancelled {
+                do {
+                    let batch = try await storage.inbox.envelopes(for: device, after: cursor, limit: Self.deliveryBatch)
+                    for envelope in batch {
+                        let text = String(decoding: try WireCodec.encode(EnvelopeFrame(envelope: WireEnvelope(envelope))), as: UTF8.self)
+                        try await outbound.write(.text(text))
+                        cursor = envelope.sequence
+                        metrics.recordDelivered(latency: clock.now().timeIntervalSince(envelope.serverTime))
+                    }
+                    more = batch.count == Self.deliveryBatch
+                } catch is CancellationError {
+                    return
+                } catch {
+                    // The socket is gone, or the store failed: stop; the client resumes on reconnect.
+                    logger.debug("delivery stopped", metadata: ["device": "\(device)", "reason": "\(error)"])
+                    return
+                }
+            }
+        }
+    }
+
+    /// The client-facing form of any error; unexpected ones are logged with their cause.
+    func publicError(_ error: any Error, logger: Logger) -> HeliographError {
+        ErrorMapping.publicError(error, logger: logger)
+    }
+
+    static func errorFrame(_ error: any Error) -> String {
+        let body = ErrorBody((error as? HeliographError) ?? HeliographError(.internalError, "internal error"))
+        return String(decoding: (try? WireCodec.encode(ErrorFrame(error: body))) ?? Data(), as: UTF8.self)
+    }
+
+    static func errorResponse(id: String, _ error: HeliographError) -> String {
+        let frame = ResponseFrame<EmptyBody>(id: id, status: ErrorMapping.status(for: error.code), body: nil, error: ErrorBody(error))
+        return String(decoding: (try? WireCodec.encode(frame)) ?? Data(), as: UTF8.self)
+    }
+}

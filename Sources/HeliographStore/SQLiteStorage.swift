@@ -1,0 +1,452 @@
+import Foundation
+import GRDB
+import HeliographCore
+
+/// The embedded backend: one SQLite file in WAL mode, through GRDB.
+///
+/// WAL lets readers (inbox fetches) run beside the single writer. `synchronous = FULL` makes
+/// every committed transaction durable before the sender is acknowledged, so an acknowledged
+/// message survives the process being killed and the machine losing power.
+public final class SQLiteStorage: HeliographStorage {
+    /// The GRDB pool shared by every store of this backend.
+    let pool: DatabasePool
+
+    public let accounts: any AccountStore
+    public let devices: any DeviceStore
+    public let sessions: any SessionStore
+    public let challenges: any ChallengeStore
+    public let inbox: any InboxStore
+
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    ///
+    /// Throws ``StorageError/schemaTooNew(_:)`` when the file was written by a newer Heliograph.
+    public init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = FULL")
+            try db.execute(sql: "PRAGMA foreign_keys = ON")
+        }
+        pool = try DatabasePool(path: path, configuration: configuration)
+        try SQLiteSchema.migrate(pool)
+        accounts = SQLiteAccountStore(pool: pool)
+        devices = SQLiteDeviceStore(pool: pool)
+        sessions = SQLiteSessionStore(pool: pool)
+        challenges = SQLiteChallengeStore(pool: pool)
+        inbox = SQLiteInboxStore(pool: pool)
+    }
+
+    /// Opens the database `heliograph.sqlite` in `directory`, creating the directory (mode 0700).
+    public convenience init(directory: URL) throws {
+        try FileManager.default.createDirectory(
+            at: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        try self.init(path: directory.appendingPathComponent("heliograph.sqlite").path)
+    }
+
+    public func ping() async throws {
+        _ = try await pool.read { db in try Int.fetchOne(db, sql: "SELECT 1") }
+    }
+
+    public func close() async throws {
+        try pool.close()
+    }
+}
+
+/// Failures of a storage backend that an operator must act on.
+public enum StorageError: Error, CustomStringConvertible, Equatable {
+    /// The database was migrated by a newer Heliograph; this version must not touch it.
+    case schemaTooNew(String)
+
+    public var description: String {
+        switch self {
+        case .schemaTooNew(let detail):
+            "the database schema is newer than this Heliograph understands (\(detail)); upgrade Heliograph or use another database"
+        }
+    }
+}
+
+/// Versioned migrations of the SQLite schema. Keep in step with the PostgreSQL migrations.
+enum SQLiteSchema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-accounts-devices-inbox") { db in
+            try db.execute(
+                sql: """
+                    CREATE TABLE accounts (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        username TEXT NOT NULL,
+                        username_canonical TEXT NOT NULL UNIQUE,
+                        identity_key BLOB NOT NULL,
+                        created_at INTEGER NOT NULL
+                    );
+                    CREATE TABLE devices (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        account_id TEXT NOT NULL REFERENCES accounts(id),
+                        name TEXT NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        revoked_at INTEGER,
+                        last_seq INTEGER NOT NULL DEFAULT 0,
+                        acked_seq INTEGER NOT NULL DEFAULT 0
+                    );
+                    CREATE INDEX devices_by_account ON devices(account_id);
+                    CREATE TABLE sessions (
+                        token_hash BLOB PRIMARY KEY NOT NULL,
+                        account_id TEXT NOT NULL,
+                        device_id TEXT NOT NULL REFERENCES devices(id),
+                        created_at INTEGER NOT NULL,
+                        expires_at INTEGER NOT NULL
+                    );
+                    CREATE INDEX sessions_by_expiry ON sessions(expires_at);
+                    CREATE TABLE challenges (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        account_id TEXT NOT NULL,
+                        nonce BLOB NOT NULL,
+                        expires_at INTEGER NOT NULL
+                    );
+                    CREATE TABLE inbox (
+                        device_id TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        message_id TEXT NOT NULL,
+                        sender_account_id TEXT NOT NULL,
+                        sender_username TEXT NOT NULL,
+                        sender_device_id TEXT NOT NULL,
+                        server_time INTEGER NOT NULL,
+                        payload BLOB NOT NULL,
+                        PRIMARY KEY (device_id, seq)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX inbox_by_time ON inbox(server_time);
+                    CREATE TABLE sent_messages (
+                        sender_device_id TEXT NOT NULL,
+                        message_id TEXT NOT NULL,
+                        server_time INTEGER NOT NULL,
+                        sequences TEXT NOT NULL,
+                        PRIMARY KEY (sender_device_id, message_id)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX sent_messages_by_time ON sent_messages(server_time);
+                    """)
+        }
+        return migrator
+    }
+
+    static func migrate(_ pool: DatabasePool) throws {
+        let migrator = migrator
+        // Refuse, rather than corrupt, a database a newer version migrated.
+        let superseded = try pool.read { db in try migrator.hasBeenSuperseded(db) }
+        if superseded {
+            let applied = try pool.read { db in try migrator.appliedIdentifiers(db) }
+            let known = Set(migrator.migrations)
+            let unknown = applied.filter { !known.contains($0) }.sorted()
+            throw StorageError.schemaTooNew("unknown migrations: \(unknown.joined(separator: ", "))")
+        }
+        try migrator.migrate(pool)
+    }
+}
+
+extension Date {
+    var databaseMilliseconds: Int64 { millisecondsSince1970 }
+}
+
+struct SQLiteAccountStore: AccountStore {
+    let pool: DatabasePool
+
+    func insert(_ account: Account) async throws {
+        do {
+            try await pool.write { db in
+                try db.execute(
+                    sql: "INSERT INTO accounts (id, username, username_canonical, identity_key, created_at) VALUES (?, ?, ?, ?, ?)",
+                    arguments: [
+                        account.id.description, account.username.display, account.username.canonical, account.identityKey,
+                        account.createdAt.databaseMilliseconds,
+                    ])
+            }
+        } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
+            throw HeliographError(.usernameTaken, "the username \(account.username) is already taken")
+        }
+    }
+
+    func account(id: AccountID) async throws -> Account? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM accounts WHERE id = ?", arguments: [id.description]).map(Self.account)
+        }
+    }
+
+    func account(username: Username) async throws -> Account? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM accounts WHERE username_canonical = ?", arguments: [username.canonical])
+                .map(Self.account)
+        }
+    }
+
+    static func account(_ row: Row) throws -> Account {
+        Account(
+            id: try row.accountID("id"),
+            username: try Username(validating: row["username"]),
+            identityKey: row["identity_key"],
+            createdAt: Date(millisecondsSince1970: row["created_at"])
+        )
+    }
+}
+
+struct SQLiteDeviceStore: DeviceStore {
+    let pool: DatabasePool
+
+    func insert(_ device: Device) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO devices (id, account_id, name, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [
+                    device.id.description, device.accountID.description, device.name, device.createdAt.databaseMilliseconds,
+                    device.revokedAt?.databaseMilliseconds,
+                ])
+        }
+    }
+
+    func device(id: DeviceID) async throws -> Device? {
+        try await pool.read { db in
+            try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [id.description]).map(Self.device)
+        }
+    }
+
+    func devices(of accountID: AccountID) async throws -> [Device] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM devices WHERE account_id = ? ORDER BY created_at, id", arguments: [accountID.description]
+            ).map(Self.device)
+        }
+    }
+
+    func revoke(_ deviceID: DeviceID, at time: Date) async throws -> Device? {
+        try await pool.write { db in
+            try db.execute(
+                sql: "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
+                arguments: [time.databaseMilliseconds, deviceID.description])
+            // A revoked device will never fetch its inbox: drop the copies now.
+            try db.execute(sql: "DELETE FROM inbox WHERE device_id = ?", arguments: [deviceID.description])
+            return try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [deviceID.description])
+                .map(Self.device)
+        }
+    }
+
+    static func device(_ row: Row) throws -> Device {
+        Device(
+            id: try row.deviceID("id"),
+            accountID: try row.accountID("account_id"),
+            name: row["name"],
+            createdAt: Date(millisecondsSince1970: row["created_at"]),
+            revokedAt: (row["revoked_at"] as Int64?).map(Date.init(millisecondsSince1970:))
+        )
+    }
+}
+
+struct SQLiteSessionStore: SessionStore {
+    let pool: DatabasePool
+
+    func insert(_ session: DeviceSession) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO sessions (token_hash, account_id, device_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [
+                    session.tokenHash, session.accountID.description, session.deviceID.description,
+                    session.createdAt.databaseMilliseconds, session.expiresAt.databaseMilliseconds,
+                ])
+        }
+    }
+
+    func session(tokenHash: Data) async throws -> DeviceSession? {
+        try await pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM sessions WHERE token_hash = ?", arguments: [tokenHash])
+            else { return nil }
+            return DeviceSession(
+                tokenHash: row["token_hash"],
+                accountID: try row.accountID("account_id"),
+                deviceID: try row.deviceID("device_id"),
+                createdAt: Date(millisecondsSince1970: row["created_at"]),
+                expiresAt: Date(millisecondsSince1970: row["expires_at"])
+            )
+        }
+    }
+
+    func deleteExpired(before time: Date) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM sessions WHERE expires_at < ?", arguments: [time.databaseMilliseconds])
+            return db.changesCount
+        }
+    }
+}
+
+struct SQLiteChallengeStore: ChallengeStore {
+    let pool: DatabasePool
+
+    func insert(_ challenge: LoginChallenge) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: "INSERT INTO challenges (id, account_id, nonce, expires_at) VALUES (?, ?, ?, ?)",
+                arguments: [
+                    challenge.id.uuidString.lowercased(), challenge.accountID.description, challenge.nonce,
+                    challenge.expiresAt.databaseMilliseconds,
+                ])
+        }
+    }
+
+    func consume(id: UUID) async throws -> LoginChallenge? {
+        // DELETE … RETURNING in the single writer: a challenge is handed out at most once.
+        try await pool.write { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "DELETE FROM challenges WHERE id = ? RETURNING *", arguments: [id.uuidString.lowercased()])
+            else { return nil }
+            return LoginChallenge(
+                id: id,
+                accountID: try row.accountID("account_id"),
+                nonce: row["nonce"],
+                expiresAt: Date(millisecondsSince1970: row["expires_at"])
+            )
+        }
+    }
+
+    func deleteExpired(before time: Date) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM challenges WHERE expires_at < ?", arguments: [time.databaseMilliseconds])
+            return db.changesCount
+        }
+    }
+}
+
+struct SQLiteInboxStore: InboxStore {
+    let pool: DatabasePool
+
+    func enqueue(_ message: OutgoingMessage) async throws -> DeliveryReceipt {
+        try await pool.write { db in
+            let senderDevice = message.sender.deviceID.description
+            if let previous = try Row.fetchOne(
+                db, sql: "SELECT server_time, sequences FROM sent_messages WHERE sender_device_id = ? AND message_id = ?",
+                arguments: [senderDevice, message.messageID.rawValue])
+            {
+                return DeliveryReceipt(
+                    messageID: message.messageID,
+                    serverTime: Date(millisecondsSince1970: previous["server_time"]),
+                    sequences: SequenceList.decode(previous["sequences"]),
+                    duplicate: true
+                )
+            }
+            let serverTime = message.serverTime.databaseMilliseconds
+            var sequences: [DeviceID: Int64] = [:]
+            for deviceID in message.recipientDeviceIDs {
+                guard
+                    let sequence = try Int64.fetchOne(
+                        db, sql: "UPDATE devices SET last_seq = last_seq + 1 WHERE id = ? AND revoked_at IS NULL RETURNING last_seq",
+                        arguments: [deviceID.description])
+                else { continue }  // revoked since the caller listed it: nobody will read that copy
+                try db.execute(
+                    sql: """
+                        INSERT INTO inbox (device_id, seq, message_id, sender_account_id, sender_username, sender_device_id, server_time, payload)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                        """,
+                    arguments: [
+                        deviceID.description, sequence, message.messageID.rawValue, message.sender.accountID.description,
+                        message.sender.username.display, senderDevice, serverTime, message.payload,
+                    ])
+                sequences[deviceID] = sequence
+            }
+            try db.execute(
+                sql: "INSERT INTO sent_messages (sender_device_id, message_id, server_time, sequences) VALUES (?, ?, ?, ?)",
+                arguments: [senderDevice, message.messageID.rawValue, serverTime, SequenceList.encode(sequences)])
+            return DeliveryReceipt(
+                messageID: message.messageID, serverTime: Date(millisecondsSince1970: serverTime), sequences: sequences,
+                duplicate: false)
+        }
+    }
+
+    func envelopes(for deviceID: DeviceID, after: Int64, limit: Int) async throws -> [Envelope] {
+        try await pool.read { db in
+            try Row.fetchAll(
+                db, sql: "SELECT * FROM inbox WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                arguments: [deviceID.description, after, limit]
+            ).map { row in
+                Envelope(
+                    sequence: row["seq"],
+                    messageID: try MessageID(validating: row["message_id"]),
+                    sender: EnvelopeSender(
+                        accountID: try row.accountID("sender_account_id"),
+                        username: try Username(validating: row["sender_username"]),
+                        deviceID: try row.deviceID("sender_device_id")),
+                    recipientDeviceID: deviceID,
+                    serverTime: Date(millisecondsSince1970: row["server_time"]),
+                    payload: row["payload"]
+                )
+            }
+        }
+    }
+
+    func acknowledge(_ deviceID: DeviceID, through sequence: Int64) async throws -> Int64 {
+        try await pool.write { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT last_seq, acked_seq FROM devices WHERE id = ?", arguments: [deviceID.description])
+            else { throw HeliographError(.unknownDevice, "unknown device") }
+            let last: Int64 = row["last_seq"]
+            let acked: Int64 = row["acked_seq"]
+            guard sequence >= 0, sequence <= last else {
+                throw HeliographError(
+                    .ackOutOfRange, "cannot acknowledge \(sequence): the highest sequence number sent to this device is \(last)")
+            }
+            guard sequence > acked else { return acked }
+            try db.execute(
+                sql: "DELETE FROM inbox WHERE device_id = ? AND seq <= ?", arguments: [deviceID.description, sequence])
+            try db.execute(
+                sql: "UPDATE devices SET acked_seq = ? WHERE id = ?", arguments: [sequence, deviceID.description])
+            return sequence
+        }
+    }
+
+    func lastSequence(of deviceID: DeviceID) async throws -> Int64 {
+        try await pool.read { db in
+            try Int64.fetchOne(db, sql: "SELECT last_seq FROM devices WHERE id = ?", arguments: [deviceID.description]) ?? 0
+        }
+    }
+
+    func deleteExpired(before time: Date) async throws -> Int {
+        try await pool.write { db in
+            try db.execute(sql: "DELETE FROM inbox WHERE server_time < ?", arguments: [time.databaseMilliseconds])
+            let deleted = db.changesCount
+            try db.execute(sql: "DELETE FROM sent_messages WHERE server_time < ?", arguments: [time.databaseMilliseconds])
+            return deleted
+        }
+    }
+}
+
+/// The compact text form of a receipt's per-device sequence numbers: `device=seq,device=seq`.
+enum SequenceList {
+    static func encode(_ sequences: [DeviceID: Int64]) -> String {
+        sequences.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ",")
+    }
+
+    static func decode(_ text: String) -> [DeviceID: Int64] {
+        var result: [DeviceID: Int64] = [:]
+        for pair in text.split(separator: ",") {
+            let parts = pair.split(separator: "=")
+            if parts.count == 2, let device = DeviceID(String(parts[0])), let sequence = Int64(parts[1]) {
+                result[device] = sequence
+            }
+        }
+        return result
+    }
+}
+
+extension Row {
+    func accountID(_ column: String) throws -> AccountID {
+        guard let id = AccountID(self[column] as String) else { throw StorageCorruption(column: column) }
+        return id
+    }
+
+    func deviceID(_ column: String) throws -> DeviceID {
+        guard let id = DeviceID(self[column] as String) else { throw StorageCorruption(column: column) }
+        return id
+    }
+}
+
+/// A stored value that does not parse: a bug or tampering, logged by the server as internal.
+struct StorageCorruption: Error, CustomStringConvertible {
+    let column: String
+    var description: String { "stored value in column \(column) is malformed" }
+}

@@ -1,0 +1,274 @@
+import ArgumentParser
+import Foundation
+import HeliographCore
+import HeliographKit
+import HeliographProtocol
+import Logging
+
+/// `helio`: Heliograph from the command line.
+@main
+struct Helio: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "helio",
+        abstract: "Send and receive Heliograph messages from the command line.",
+        discussion: """
+            Profiles (one per account and device) live in $XDG_CONFIG_HOME/heliograph, else \
+            ~/.config/heliograph. Use --profile to keep several on one machine.
+            """,
+        subcommands: [Register.self, Login.self, Send.self, Listen.self, Devices.self, Whoami.self]
+    )
+}
+
+/// Options every subcommand takes.
+struct GlobalOptions: ParsableArguments {
+    @Option(help: "Profile name (env: HELIO_PROFILE; default: default).")
+    var profile: String?
+
+    @Option(help: "Directory of profiles (default: $XDG_CONFIG_HOME/heliograph or ~/.config/heliograph).")
+    var configDir: String?
+
+    var environment: [String: String] { ProcessInfo.processInfo.environment }
+
+    var profileName: String { profile ?? environment["HELIO_PROFILE"] ?? "default" }
+
+    var store: ProfileStore {
+        ProfileStore(directory: configDir.map { URL(fileURLWithPath: $0) } ?? ProfileStore.defaultDirectory())
+    }
+
+    func client() throws -> HeliographClient {
+        try HeliographClient(profileName: profileName, store: store, logger: quietLogger)
+    }
+}
+
+/// The server option of the commands that create a profile.
+struct ServerOption: ParsableArguments {
+    @Option(help: "Server base URL (env: HELIOGRAPH_SERVER; default: http://127.0.0.1:8080).")
+    var server: String?
+
+    func url() throws -> URL {
+        let text = server ?? ProcessInfo.processInfo.environment["HELIOGRAPH_SERVER"] ?? "http://127.0.0.1:8080"
+        guard let url = URL(string: text), let scheme = url.scheme, ["http", "https", "ws", "wss"].contains(scheme),
+            url.host != nil
+        else { throw ValidationError("'\(text)' is not a server URL such as http://127.0.0.1:8080") }
+        return url
+    }
+}
+
+/// Library logs stay quiet unless HELIO_LOG_LEVEL asks otherwise: people see one-line errors.
+let quietLogger: Logger = {
+    var logger = Logger(label: "helio")
+    logger.logLevel = ProcessInfo.processInfo.environment["HELIO_LOG_LEVEL"].flatMap { Logger.Level(rawValue: $0) } ?? .critical
+    return logger
+}()
+
+/// Runs a command body, turning any failure into one readable line on stderr and exit code 1.
+func reportingErrors(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as HeliographError {
+        FileHandle.standardError.write(Data("helio: \(error.message) [\(error.code)]\n".utf8))
+        throw ExitCode(1)
+    } catch let error as ConnectionFailed {
+        FileHandle.standardError.write(
+            Data("helio: cannot reach the server at \(error.url) (is 'heliograph serve' running?)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as ConnectionClosed {
+        FileHandle.standardError.write(Data("helio: \(error.description)\n".utf8))
+        throw ExitCode(1)
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("helio: \(error)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+/// The default device name: this machine's host name.
+var defaultDeviceName: String {
+    let host = ProcessInfo.processInfo.hostName
+    return host.isEmpty ? "helio" : String(host.prefix(64))
+}
+
+extension Helio {
+    /// `helio register NAME`
+    struct Register: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Create an account with a new identity key and log this device in.")
+
+        @Argument(help: "The username: 5-32 of A-Z a-z 0-9 _, starting with a letter, not ending with _.")
+        var username: String
+
+        @Option(help: "A name for this device (default: the host name).")
+        var deviceName: String?
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var server: ServerOption
+
+        func run() async throws {
+            try await reportingErrors {
+                let client = try await HeliographClient.register(
+                    username: username, server: try server.url(), deviceName: deviceName ?? defaultDeviceName,
+                    profileName: global.profileName, store: global.store, logger: quietLogger)
+                let profile = client.profile
+                print("registered @\(profile.username) (device \(profile.deviceID)) in profile '\(global.profileName)'")
+            }
+        }
+    }
+
+    /// `helio login NAME --identity-from PROFILE`
+    struct Login: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Log another device in to an existing account, using the identity key of another profile.")
+
+        @Argument(help: "The account's username.")
+        var username: String
+
+        @Option(help: "The profile holding the account's identity key.")
+        var identityFrom: String
+
+        @Option(help: "A name for this device (default: the host name).")
+        var deviceName: String?
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var server: ServerOption
+
+        func run() async throws {
+            try await reportingErrors {
+                let source = try global.store.load(identityFrom)
+                let client = try await HeliographClient.login(
+                    username: username, identityPrivateKey: source.identityPrivateKey,
+                    server: server.server == nil ? source.server : try server.url(),
+                    deviceName: deviceName ?? defaultDeviceName, profileName: global.profileName, store: global.store,
+                    logger: quietLogger)
+                print("logged in @\(client.profile.username) as device \(client.profile.deviceID) in profile '\(global.profileName)'")
+            }
+        }
+    }
+
+    /// `helio send @name TEXT`
+    struct Send: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Send a message to every device of an account.")
+
+        @Argument(help: "The recipient, as @name or name.")
+        var recipient: String
+
+        @Argument(help: "The text; several words are joined with spaces.")
+        var text: [String]
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let message = text.joined(separator: " ")
+                guard !message.isEmpty else { throw ValidationError("nothing to send: give the text after the recipient") }
+                let client = try global.client()
+                let response = try await client.send(text: message, to: recipient)
+                await client.close()
+                let devices = response.deviceCount == 1 ? "1 device" : "\(response.deviceCount) devices"
+                print("sent to \(recipient.hasPrefix("@") ? recipient : "@" + recipient) (\(devices))")
+            }
+        }
+    }
+
+    /// `helio listen`
+    struct Listen: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Print messages as they arrive, with sender and time; Ctrl-C stops.")
+
+        @Option(help: "Stop after this many messages.")
+        var count: Int?
+
+        @Option(help: "Stop after this many seconds.")
+        var timeout: Double?
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let client = try global.client()
+                let formatter = DateFormatter()
+                formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
+                let limit = count
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    group.addTask {
+                        var received = 0
+                        for try await message in client.messages() {
+                            let text = message.content?.text ?? "<\(message.payload.count) bytes>"
+                            // Unbuffered, so a pipe sees each message as it arrives.
+                            let line = "\(formatter.string(from: message.serverTime)) @\(message.sender): \(text)\n"
+                            FileHandle.standardOutput.write(Data(line.utf8))
+                            received += 1
+                            if let limit, received >= limit {
+                                try await client.acknowledge(message)
+                                return
+                            }
+                        }
+                    }
+                    if let timeout {
+                        group.addTask { try await Task.sleep(for: .seconds(timeout)) }
+                    }
+                    try await group.next()
+                    group.cancelAll()
+                }
+            }
+        }
+    }
+
+    /// `helio devices [revoke ID]`
+    struct Devices: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List this account's devices, or revoke one.",
+            subcommands: [List.self, Revoke.self],
+            defaultSubcommand: List.self)
+
+        struct List: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "List this account's devices.")
+            @OptionGroup var global: GlobalOptions
+
+            func run() async throws {
+                try await reportingErrors {
+                    let client = try global.client()
+                    let devices = try await client.devices()
+                    await client.close()
+                    let formatter = DateFormatter()
+                    formatter.dateFormat = "yyyy-MM-dd HH:mm"
+                    for device in devices {
+                        let created = formatter.string(from: Date(millisecondsSince1970: device.createdAt))
+                        let status = device.revokedAt == nil ? (device.current ? "this device" : "active") : "revoked"
+                        print("\(device.deviceId)  \(device.name)  since \(created)  \(status)")
+                    }
+                }
+            }
+        }
+
+        struct Revoke: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Revoke a device: it is logged out everywhere at once.")
+            @Argument(help: "The device id, as 'helio devices' prints it.")
+            var deviceID: String
+            @OptionGroup var global: GlobalOptions
+
+            func run() async throws {
+                try await reportingErrors {
+                    guard let id = DeviceID(deviceID) else { throw ValidationError("'\(deviceID)' is not a device id") }
+                    let client = try global.client()
+                    let device = try await client.revokeDevice(id)
+                    await client.close()
+                    print("revoked \(device.deviceId) (\(device.name))")
+                }
+            }
+        }
+    }
+
+    /// `helio whoami`
+    struct Whoami: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show the profile's account, device and server.")
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let profile = try global.store.load(global.profileName)
+                print("@\(profile.username)  device \(profile.deviceID) (\(profile.deviceName))  server \(profile.server)")
+            }
+        }
+    }
+}

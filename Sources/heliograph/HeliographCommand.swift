@@ -1,0 +1,178 @@
+import ArgumentParser
+import Foundation
+import HeliographServer
+import HeliographStore
+import Logging
+
+/// `heliograph`: the Heliograph server.
+@main
+struct HeliographCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "heliograph",
+        abstract: "The Heliograph messaging server.",
+        subcommands: [Serve.self, Migrate.self],
+        defaultSubcommand: Serve.self
+    )
+}
+
+/// Options shared by the subcommands that open the database.
+struct StorageOptions: ParsableArguments {
+    @Option(
+        name: .customLong("data-dir"),
+        help: "Directory of the SQLite database, created if missing. (env: HELIOGRAPH_DATA_DIR; default: ./heliograph-data)")
+    var dataDirectory: String?
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error. (env: HELIOGRAPH_LOG_LEVEL; default: info)")
+    var logLevel: String?
+
+    func resolvedDataDirectory(_ environment: [String: String]) -> URL {
+        URL(fileURLWithPath: dataDirectory ?? environment["HELIOGRAPH_DATA_DIR"] ?? "heliograph-data")
+    }
+
+    func logger(_ environment: [String: String]) throws -> Logger {
+        let text = logLevel ?? environment["HELIOGRAPH_LOG_LEVEL"] ?? "info"
+        guard let level = Logger.Level(rawValue: text) else {
+            throw ValidationError("unknown log level '\(text)'; use trace, debug, info, notice, warning or error")
+        }
+        var logger = Logger(label: "heliograph")
+        logger.logLevel = level
+        return logger
+    }
+
+    func openStorage(_ environment: [String: String], logger: Logger) throws -> SQLiteStorage {
+        let directory = resolvedDataDirectory(environment)
+        do {
+            return try SQLiteStorage(directory: directory)
+        } catch let error as StorageError {
+            throw ValidationError("cannot open \(directory.path): \(error)")
+        } catch {
+            throw ValidationError("cannot open the database in \(directory.path): \(error)")
+        }
+    }
+}
+
+extension HeliographCommand {
+    /// `heliograph serve`: run the server until SIGINT or SIGTERM.
+    struct Serve: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Run the server (SQLite in --data-dir by default).",
+            discussion: """
+                Every option can also be set by the environment variable named in its help; a flag \
+                wins over the environment. SIGINT or SIGTERM stop accepting connections, finish \
+                requests in flight and close sockets with a reconnect hint.
+                """)
+
+        @OptionGroup var storage: StorageOptions
+
+        @Option(help: "Address to listen on. (env: HELIOGRAPH_HOST; default: 127.0.0.1)")
+        var host: String?
+
+        @Option(help: "TCP port; 0 picks a free one. (env: HELIOGRAPH_PORT; default: 8080)")
+        var port: Int?
+
+        @Option(help: "Largest WebSocket frame or HTTP body, in bytes. (env: HELIOGRAPH_MAX_FRAME_BYTES; default: 262144)")
+        var maxFrameBytes: Int?
+
+        @Option(help: "Largest envelope payload, in bytes. (env: HELIOGRAPH_MAX_ENVELOPE_BYTES; default: 131072)")
+        var maxEnvelopeBytes: Int?
+
+        @Option(help: "Days an unacknowledged envelope is kept. (env: HELIOGRAPH_RETENTION_DAYS; default: 30)")
+        var retentionDays: Double?
+
+        @Option(help: "Days a session token stays valid. (env: HELIOGRAPH_TOKEN_DAYS; default: 90)")
+        var tokenDays: Double?
+
+        @Option(help: "Sends per second per account, 0 for no limit. (env: HELIOGRAPH_ACCOUNT_SEND_RATE; default: 50)")
+        var accountSendRate: Double?
+
+        @Option(
+            help: "Sends per second from one account to one recipient, 0 for no limit. (env: HELIOGRAPH_PAIR_SEND_RATE; default: 20)")
+        var pairSendRate: Double?
+
+        @Option(help: "Registrations and logins per second, server-wide, 0 for no limit. (env: HELIOGRAPH_AUTH_RATE; default: 50)")
+        var authRate: Double?
+
+        @Option(help: "Write the bound port to this file once listening (for scripts and tests). (env: HELIOGRAPH_PORT_FILE)")
+        var portFile: String?
+
+        func run() async throws {
+            let environment = ProcessInfo.processInfo.environment
+            let logger = try storage.logger(environment)
+            let configuration = try resolve(environment)
+            let storage = try self.storage.openStorage(environment, logger: logger)
+            let portFile = portFile ?? environment["HELIOGRAPH_PORT_FILE"]
+            let app = buildApplication(configuration: configuration, storage: storage, logger: logger) { port in
+                logger.info("heliograph listening", metadata: ["address": "http://\(configuration.host):\(port)"])
+                if let portFile {
+                    try? "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8)
+                }
+            }
+            try await runUntilSignalled(app)
+            logger.info("heliograph stopped")
+        }
+
+        /// Flags win over `HELIOGRAPH_*` variables, which win over defaults.
+        func resolve(_ environment: [String: String]) throws -> ServerConfiguration {
+            var configuration = ServerConfiguration()
+            func value<T: LosslessStringConvertible>(_ flag: T?, _ name: String) throws -> T? {
+                if let flag { return flag }
+                guard let text = environment[name] else { return nil }
+                guard let parsed = T(text) else { throw ValidationError("\(name)='\(text)' is not a valid value") }
+                return parsed
+            }
+            configuration.dataDirectory = storage.resolvedDataDirectory(environment)
+            if let host = try value(host, "HELIOGRAPH_HOST") { configuration.host = host }
+            if let port = try value(port, "HELIOGRAPH_PORT") {
+                guard (0...65535).contains(port) else { throw ValidationError("port must be 0-65535") }
+                configuration.port = port
+            }
+            if let bytes = try value(maxFrameBytes, "HELIOGRAPH_MAX_FRAME_BYTES") {
+                guard bytes >= 1024 else { throw ValidationError("max frame size must be at least 1024 bytes") }
+                configuration.maxFrameBytes = bytes
+            }
+            if let bytes = try value(maxEnvelopeBytes, "HELIOGRAPH_MAX_ENVELOPE_BYTES") {
+                guard bytes >= 1 else { throw ValidationError("max envelope size must be positive") }
+                configuration.maxEnvelopeBytes = bytes
+            }
+            if let days = try value(retentionDays, "HELIOGRAPH_RETENTION_DAYS") {
+                guard days > 0 else { throw ValidationError("retention must be positive") }
+                configuration.retention = .seconds(days * 86400)
+            }
+            if let days = try value(tokenDays, "HELIOGRAPH_TOKEN_DAYS") {
+                guard days > 0 else { throw ValidationError("token lifetime must be positive") }
+                configuration.tokenLifetime = .seconds(days * 86400)
+            }
+            if let rate = try value(accountSendRate, "HELIOGRAPH_ACCOUNT_SEND_RATE") {
+                guard rate >= 0 else { throw ValidationError("rates must not be negative") }
+                configuration.accountSendRate = rate
+                configuration.accountSendBurst = max(configuration.accountSendBurst, rate * 4)
+            }
+            if let rate = try value(pairSendRate, "HELIOGRAPH_PAIR_SEND_RATE") {
+                guard rate >= 0 else { throw ValidationError("rates must not be negative") }
+                configuration.pairSendRate = rate
+                configuration.pairSendBurst = max(configuration.pairSendBurst, rate * 4)
+            }
+            if let rate = try value(authRate, "HELIOGRAPH_AUTH_RATE") {
+                guard rate >= 0 else { throw ValidationError("rates must not be negative") }
+                configuration.authRate = rate
+                configuration.authBurst = max(configuration.authBurst, rate * 4)
+            }
+            return configuration
+        }
+    }
+
+    /// `heliograph migrate`: bring the database schema up to date and exit.
+    struct Migrate: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create or upgrade the database schema, then exit.")
+
+        @OptionGroup var storage: StorageOptions
+
+        func run() async throws {
+            let environment = ProcessInfo.processInfo.environment
+            let logger = try storage.logger(environment)
+            let opened = try storage.openStorage(environment, logger: logger)
+            try await opened.close()
+            print("database in \(storage.resolvedDataDirectory(environment).path) is up to date")
+        }
+    }
+}
