@@ -108,8 +108,10 @@ let package = Package(
         .testTarget(
             name: "HeliographServerTests",
             dependencies: [
-                "HeliographServer", "HeliographKit",
+                "HeliographServer", "HeliographKit", "HeliographStore", "HeliographCrypto", "HeliographProtocol",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),

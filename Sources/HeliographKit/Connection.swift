@@ -90,13 +90,33 @@ public final class HeliographConnection: Sendable {
     public func request<Body: Codable & Sendable, Result: Codable & Sendable>(
         _ method: APIMethod, _ body: Body, as result: Result.Type = Result.self
     ) async throws -> Result {
+        let data = try await exchange { id in
+            String(decoding: try WireCodec.encode(RequestFrame(id: id, method: method, body: body)), as: UTF8.self)
+        }
+        guard let body = try WireCodec.decode(ResponseFrame<Result>.self, from: data).body else {
+            throw HeliographError(.badRequest, "the server's response to \(method.rawValue) has no body")
+        }
+        return body
+    }
+
+    /// Sends a request with any method name and raw JSON body, returning the raw response frame.
+    /// For diagnostics and tests of the server's handling of unusual requests.
+    public func requestRaw(method: String, bodyJSON: String) async throws -> Data {
+        try await exchange { id in
+            let methodJSON = String(decoding: try WireCodec.encode(method), as: UTF8.self)
+            return #"{"type":"request","id":"\#(id)","method":\#(methodJSON),"body":\#(bodyJSON)}"#
+        }
+    }
+
+    /// Writes the frame made for a fresh request id and waits for the response with that id.
+    private func exchange(_ makeFrame: (String) throws -> String) async throws -> Data {
         let (id, outbound) = try state.withLock { state -> (String, WebSocketOutboundWriter) in
             if let closed = state.closed { throw closed }
             guard let outbound = state.outbound else { throw ConnectionClosed(reason: nil) }
             state.nextID += 1
             return ("r\(state.nextID)", outbound)
         }
-        let frame = String(decoding: try WireCodec.encode(RequestFrame(id: id, method: method, body: body)), as: UTF8.self)
+        let frame = try makeFrame(id)
         let data = try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Data, any Error>) in
             let closed = state.withLock { state -> ConnectionClosed? in
                 if let closed = state.closed { return closed }
@@ -116,12 +136,8 @@ public final class HeliographConnection: Sendable {
                 }
             }
         }
-        let head = try WireCodec.decode(ServerFrameHead.self, from: data)
-        if let error = head.error { throw error.heliographError }
-        guard let body = try WireCodec.decode(ResponseFrame<Result>.self, from: data).body else {
-            throw HeliographError(.badRequest, "the server's response to \(method.rawValue) has no body")
-        }
-        return body
+        if let error = try WireCodec.decode(ServerFrameHead.self, from: data).error { throw error.heliographError }
+        return data
     }
 
     /// Acknowledges everything up to `sequence` (no response; a refusal arrives as an error event).

@@ -1,6 +1,7 @@
 import HeliographCore
 import Hummingbird
 import Logging
+import NIOCore
 
 /// Maps domain errors to HTTP statuses, and anything else to a sanitized, logged error.
 enum ErrorMapping {
@@ -34,6 +35,8 @@ enum ErrorMapping {
             default:
                 return HeliographError(.badRequest, error.body ?? error.status.reasonPhrase)
             }
+        case is NIOTooManyBytesError:
+            return HeliographError(.payloadTooLarge, "the request body is larger than the server accepts")
         default:
             logger.error("request failed unexpectedly", metadata: ["error": "\(String(reflecting: error))"])
             return HeliographError(.internalError, "internal error; the cause is in the server log")

@@ -1,0 +1,142 @@
+import Foundation
+import HeliographCore
+import HeliographKit
+import HeliographProtocol
+import HeliographServer
+import HeliographStore
+import Hummingbird
+import HummingbirdTesting
+import Logging
+import NIOCore
+import Testing
+
+/// A real server on a real loopback socket, over a fresh SQLite file, for one test.
+struct TestServer: Sendable {
+    let client: any TestClientProtocol
+    let url: URL
+    let profiles: ProfileStore
+
+    /// Starts a server with `configure` applied to test defaults, runs `body`, stops the server.
+    static func run(
+        clock: any WallClock = SystemWallClock(),
+        configure: (inout ServerConfiguration) -> Void = { _ in },
+        _ body: @Sendable (TestServer) async throws -> Void
+    ) async throws {
+        let directory = temporaryDirectory("server")
+        var configuration = ServerConfiguration()
+        configuration.port = 0
+        configuration.dataDirectory = directory
+        configure(&configuration)
+        let storage = try SQLiteStorage(directory: directory)
+        var logger = Logger(label: "test-server")
+        logger.logLevel = .warning
+        let app = buildApplication(configuration: configuration, storage: storage, clock: clock, logger: logger)
+        try await app.test(.live) { client in
+            let server = TestServer(
+                client: client, url: URL(string: "http://localhost:\(client.port!)")!,
+                profiles: ProfileStore(directory: directory.appendingPathComponent("profiles")))
+            try await body(server)
+        }
+    }
+
+    /// Registers an account with one device, in a profile of the same name.
+    func register(_ name: String, device: String = "laptop") async throws -> HeliographClient {
+        try await HeliographClient.register(
+            username: name, server: url, deviceName: device, profileName: "\(name)-\(device)", store: profiles)
+    }
+
+    /// Logs another device in to the account of `client`.
+    func addDevice(to client: HeliographClient, named device: String) async throws -> HeliographClient {
+        let profile = client.profile
+        return try await HeliographClient.login(
+            username: profile.username, identityPrivateKey: profile.identityPrivateKey, server: url, deviceName: device,
+            profileName: "\(profile.username)-\(device)", store: profiles)
+    }
+
+    /// A raw socket, not yet authenticated.
+    func connect() async throws -> HeliographConnection {
+        try await HeliographConnection.connect(to: url)
+    }
+
+    /// A raw socket authenticated as `client`'s device.
+    func connect(as client: HeliographClient, after: Int64? = nil) async throws -> HeliographConnection {
+        let connection = try await connect()
+        _ = try await connection.request(
+            .authenticate, AuthenticateRequest(token: client.profile.token, after: after), as: SessionInfo.self)
+        return connection
+    }
+
+    /// An HTTP request with an optional JSON body and bearer token.
+    func http(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil, token: String? = nil) async throws
+        -> TestResponse
+    {
+        var headers: HTTPFields = [:]
+        if let token { headers[.authorization] = "Bearer \(token)" }
+        if json != nil { headers[.contentType] = "application/json" }
+        return try await client.execute(uri: uri, method: method, headers: headers, body: json.map { ByteBuffer(string: $0) })
+    }
+}
+
+extension TestResponse {
+    /// The error code of a JSON error response.
+    var errorCode: String? {
+        (try? JSONDecoder().decode(ErrorEnvelope.self, from: Data(body.readableBytesView)))?.error.code
+    }
+
+    /// The body decoded as `T`.
+    func decode<T: Decodable>(_ type: T.Type) throws -> T {
+        try JSONDecoder().decode(type, from: Data(body.readableBytesView))
+    }
+}
+
+/// Receives `count` messages from `client`, failing after `timeout`.
+func receive(_ count: Int, from client: HeliographClient, timeout: Duration = .seconds(10)) async throws -> [IncomingMessage] {
+    try await withThrowingTaskGroup(of: [IncomingMessage]?.self) { group in
+        group.addTask {
+            var received: [IncomingMessage] = []
+            guard count > 0 else { return received }
+            for try await message in client.messages() {
+                received.append(message)
+                if received.count == count {
+                    try await client.acknowledge(message)
+                    break
+                }
+            }
+            return received
+        }
+        group.addTask {
+            try await Task.sleep(for: timeout)
+            return nil
+        }
+        let first = try await group.next()!
+        group.cancelAll()
+        guard let messages = first else {
+            throw HeliographError(.internalError, "timed out waiting for \(count) messages")
+        }
+        return messages
+    }
+}
+
+/// The next event of a raw socket, or nil after `timeout` or when it closed.
+func nextEvent(_ connection: HeliographConnection, timeout: Duration = .seconds(5)) async -> ConnectionEvent? {
+    await withTaskGroup(of: ConnectionEvent?.self) { group in
+        group.addTask {
+            var iterator = connection.events.makeAsyncIterator()
+            return await iterator.next()
+        }
+        group.addTask {
+            try? await Task.sleep(for: timeout)
+            return nil
+        }
+        let first = await group.next()!
+        group.cancelAll()
+        return first
+    }
+}
+
+/// A new empty directory under `TMPDIR`.
+func temporaryDirectory(_ label: String) -> URL {
+    let url = FileManager.default.temporaryDirectory.appendingPathComponent("heliograph-\(label)-\(UUID().uuidString)")
+    try? FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+    return url
+}
