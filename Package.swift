@@ -118,7 +118,7 @@ let package = Package(
         // Live tests start the real executables, so they depend on them to get them built.
         .testTarget(
             name: "HeliographLiveTests",
-            dependencies: ["HeliographKit", "heliograph", "helio"],
+            dependencies: ["HeliographKit", "HeliographCore", "HeliographProtocol", "heliograph", "helio"],
             swiftSettings: strictSettings
         ),
     ]

@@ -56,19 +56,22 @@ public struct HeliographServices: Sendable {
 ///   - storage: an opened, migrated backend; the application closes it when it stops.
 ///   - clock: the source of "now" for expiry and retention (tests pass a manual clock).
 ///   - logger: the server's logger.
+///   - sockets: the registry of open sockets, which ``runUntilSignalled(_:sockets:grace:logger:)`` drains.
 ///   - onServerRunning: called with the bound port once the server accepts connections.
 public func buildApplication(
     configuration: ServerConfiguration,
     storage: any HeliographStorage,
     clock: any WallClock = SystemWallClock(),
     logger: Logger,
+    sockets: SocketRegistry = SocketRegistry(),
     onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
     let hub = DeliveryHub()
     let metrics = ServerMetrics()
     let services = HeliographServices(storage: storage, configuration: configuration, clock: clock, hub: hub, metrics: metrics)
     let gateway = SocketGateway(
-        services: services, storage: storage, hub: hub, metrics: metrics, configuration: configuration, clock: clock)
+        services: services, storage: storage, hub: hub, metrics: metrics, configuration: configuration, clock: clock,
+        sockets: sockets)
 
     let router = Router(context: HeliographRequestContext.self)
     router.add(middleware: ErrorMiddleware())
@@ -166,7 +169,25 @@ struct RetentionSweeper: Service {
     }
 }
 
-/// Runs an application until SIGINT or SIGTERM, then shuts it down gracefully.
-public func runUntilSignalled(_ application: some ApplicationProtocol) async throws {
-    try await application.runService(gracefulShutdownSignals: [.sigterm, .sigint])
+/// Runs an application until SIGINT or SIGTERM, then shuts it down in order: every socket is
+/// told to reconnect and closed once its request in flight is answered (at most `grace`), then
+/// the server stops accepting and the stores close. A second signal is not trapped: it ends
+/// the process at once.
+public func runUntilSignalled(
+    _ application: some ApplicationProtocol, sockets: SocketRegistry, grace: Duration, logger: Logger
+) async throws {
+    let group = ServiceGroup(configuration: .init(services: [application], logger: logger))
+    try await withThrowingTaskGroup(of: Void.self) { tasks in
+        tasks.addTask { try await group.run() }
+        tasks.addTask {
+            for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                logger.info("shutting down", metadata: ["signal": "\(signal)", "sockets": "\(sockets.count)"])
+                await sockets.drain(timeout: grace)
+                await group.triggerGracefulShutdown()
+                return
+            }
+        }
+        try await tasks.next()
+        tasks.cancelAll()
+    }
 }

@@ -20,6 +20,7 @@ struct SocketGateway: Sendable {
     let metrics: ServerMetrics
     let configuration: ServerConfiguration
     let clock: any WallClock
+    let sockets: SocketRegistry
 
     /// How many envelopes one inbox read returns.
     static let deliveryBatch = 256
@@ -56,6 +57,17 @@ struct SocketGateway: Sendable {
             try? await outbound.close(code, reason: reason.message)
         }
 
+        /// Closes now, or after the request in flight has been answered.
+        @Sendable func closeWhenIdle(_ reason: HeliographError) async {
+            let closeNow = state.withLock { state -> Bool in
+                state.closeReason = reason
+                return !state.requestInFlight
+            }
+            if closeNow { await close(reason, code: .goingAway) }
+        }
+
+        let socketID = await sockets.add { reason in await closeWhenIdle(reason) }
+        defer { sockets.remove(socketID) }
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
                 var messages = inbound.messages(maxSize: configuration.maxFrameBytes).makeAsyncIterator()
@@ -90,14 +102,9 @@ struct SocketGateway: Sendable {
                 metrics.recordConnectedDevices(hub.connectedDeviceCount)
             }
         } onGracefulShutdown: {
-            let shuttingDown = HeliographError(.shuttingDown, "the server is shutting down; reconnect in a moment")
-            let closeNow = state.withLock { state -> Bool in
-                state.closeReason = shuttingDown
-                return !state.requestInFlight
-            }
-            if closeNow {
-                Task { await close(shuttingDown, code: .goingAway) }
-            }
+            // Normally the drain (SocketRegistry) has already told this socket; this covers
+            // hosts that stop the server without draining first.
+            Task { await closeWhenIdle(SocketRegistry.shuttingDown) }
         }
     }
 

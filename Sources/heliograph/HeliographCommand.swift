@@ -101,13 +101,14 @@ extension HeliographCommand {
             let configuration = try resolve(environment)
             let storage = try self.storage.openStorage(environment, logger: logger)
             let portFile = portFile ?? environment["HELIOGRAPH_PORT_FILE"]
-            let app = buildApplication(configuration: configuration, storage: storage, logger: logger) { port in
+            let sockets = SocketRegistry()
+            let app = buildApplication(configuration: configuration, storage: storage, logger: logger, sockets: sockets) { port in
                 logger.info("heliograph listening", metadata: ["address": "http://\(configuration.host):\(port)"])
                 if let portFile {
                     try? "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8)
                 }
             }
-            try await runUntilSignalled(app)
+            try await runUntilSignalled(app, sockets: sockets, grace: configuration.shutdownGrace, logger: logger)
             logger.info("heliograph stopped")
         }
 
