@@ -127,7 +127,10 @@ public struct Envelope: Sendable, Equatable {
     public var payload: Data
 
     /// Creates an envelope value.
-    public init(sequence: Int64, messageID: MessageID, sender: EnvelopeSender, recipientDeviceID: DeviceID, serverTime: Date, payload: Data) {
+    public init(
+        sequence: Int64, messageID: MessageID, sender: EnvelopeSender, recipientDeviceID: DeviceID, serverTime: Date,
+        payload: Data
+    ) {
         self.sequence = sequence
         self.messageID = messageID
         self.sender = sender

@@ -22,7 +22,8 @@ public struct AccountID: Hashable, Sendable, Codable, CustomStringConvertible {
     public init(from decoder: any Decoder) throws {
         let string = try decoder.singleValueContainer().decode(String.self)
         guard let id = AccountID(string) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not an account id: \(string)"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "not an account id: \(string)"))
         }
         self = id
     }
@@ -55,7 +56,8 @@ public struct DeviceID: Hashable, Sendable, Codable, CustomStringConvertible {
     public init(from decoder: any Decoder) throws {
         let string = try decoder.singleValueContainer().decode(String.self)
         guard let id = DeviceID(string) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "not a device id: \(string)"))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: "not a device id: \(string)"))
         }
         self = id
     }
@@ -81,7 +83,8 @@ public struct MessageID: Hashable, Sendable, Codable, CustomStringConvertible {
         guard !rawValue.isEmpty, rawValue.utf8.count <= Self.maximumLength,
             rawValue.utf8.allSatisfy({ $0.isASCIIAlphanumeric || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") })
         else {
-            throw HeliographError(.invalidMessageID, "message id must be 1-\(Self.maximumLength) characters of A-Z, a-z, 0-9, '_' or '-'")
+            throw HeliographError(
+                .invalidMessageID, "message id must be 1-\(Self.maximumLength) characters of A-Z, a-z, 0-9, '_' or '-'")
         }
         self.rawValue = rawValue
     }

@@ -40,7 +40,9 @@ public final class HeliographConnection: Sendable {
     }
 
     /// Opens a socket to `server` (an `http(s)://` or `ws(s)://` base URL).
-    public static func connect(to server: URL, logger: Logger = Logger(label: "heliograph.kit")) async throws
+    public static func connect(
+        to server: URL, logger: Logger = Logger(label: "heliograph.kit")
+    ) async throws
         -> HeliographConnection
     {
         let connection = HeliographConnection()

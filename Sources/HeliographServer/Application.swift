@@ -89,7 +89,8 @@ public func buildApplication(
         router: router,
         server: .http1WebSocketUpgrade(
             webSocketRouter: router,
-            configuration: .init(ws: .init(maxFrameSize: configuration.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30))))
+            configuration: .init(
+                ws: .init(maxFrameSize: configuration.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30))))
         ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "heliograph"),
         services: [StorageCloser(storage: storage), sweeper],
@@ -102,7 +103,8 @@ public func buildApplication(
 
 /// Turns every thrown error into a JSON error response with a stable code.
 struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response
+    {
         do {
             return try await next(request, context)
         } catch {

@@ -39,7 +39,8 @@ struct HTTPRoutes: Sendable {
         let v1 = router.group("v1")
         /// POST /v1/accounts — register a username with an identity key (201).
         v1.post("accounts") { request, context in
-            try JSONBody.response(try await services.accounts.register(try await decode(RegisterRequest.self, request)), status: .created)
+            try JSONBody.response(
+                try await services.accounts.register(try await decode(RegisterRequest.self, request)), status: .created)
         }
         /// GET /v1/accounts/{username} — public facts and active devices of an account.
         v1.get("accounts/:username") { _, context in
@@ -70,7 +71,8 @@ struct HTTPRoutes: Sendable {
         /// POST /v1/messages — send an envelope; answered after the store committed it.
         v1.post("messages") { request, _ in
             let caller = try await authenticate(request)
-            return try JSONBody.response(try await services.messages.send(try await decode(SendRequest.self, request), from: caller))
+            return try JSONBody.response(
+                try await services.messages.send(try await decode(SendRequest.self, request), from: caller))
         }
         /// GET /v1/inbox?after=N&limit=M — pull envelopes.
         v1.get("inbox") { request, _ in

@@ -28,7 +28,8 @@ public struct AccountService: Sendable {
         let username = try Username(validating: request.username)
         let key = try IdentityPublicKey(rawBytes: request.identityKey)
         try authLimiter.take("register", what: "registrations")
-        let account = Account(id: .random(), username: username, identityKey: key.rawBytes, createdAt: clock.now().wholeMilliseconds)
+        let account = Account(
+            id: .random(), username: username, identityKey: key.rawBytes, createdAt: clock.now().wholeMilliseconds)
         try await storage.accounts.insert(account)
         return AccountInfo(account, devices: [])
     }

@@ -96,7 +96,9 @@ struct SocketGateway: Sendable {
                 }
                 group.cancelAll()
             }
-            let registered = state.withLock { state in state.device.flatMap { device in state.registration.map { (device.deviceID, $0) } } }
+            let registered = state.withLock { state in
+                state.device.flatMap { device in state.registration.map { (device.deviceID, $0) } }
+            }
             if let (device, id) = registered {
                 hub.unregister(device, id: id)
                 metrics.recordConnectedDevices(hub.connectedDeviceCount)
@@ -143,7 +145,8 @@ struct SocketGateway: Sendable {
                 try? await outbound.write(
                     .text(
                         Self.errorFrame(
-                            HeliographError(.badRequest, "a request frame needs an 'id' of 1-\(Self.maximumRequestIDLength) characters"))))
+                            HeliographError(
+                                .badRequest, "a request frame needs an 'id' of 1-\(Self.maximumRequestIDLength) characters"))))
                 return
             }
             guard let name = head.method, let method = APIMethod(rawValue: name) else {
@@ -223,7 +226,8 @@ struct SocketGateway: Sendable {
                 do {
                     let batch = try await storage.inbox.envelopes(for: device, after: cursor, limit: Self.deliveryBatch)
                     for envelope in batch {
-                        let text = String(decoding: try WireCodec.encode(EnvelopeFrame(envelope: WireEnvelope(envelope))), as: UTF8.self)
+                        let text = String(
+                            decoding: try WireCodec.encode(EnvelopeFrame(envelope: WireEnvelope(envelope))), as: UTF8.self)
                         try await outbound.write(.text(text))
                         cursor = envelope.sequence
                         metrics.recordDelivered(latency: clock.now().timeIntervalSince(envelope.serverTime))
@@ -251,7 +255,8 @@ struct SocketGateway: Sendable {
     }
 
     static func errorResponse(id: String, _ error: HeliographError) -> String {
-        let frame = ResponseFrame<EmptyBody>(id: id, status: ErrorMapping.status(for: error.code), body: nil, error: ErrorBody(error))
+        let frame = ResponseFrame<EmptyBody>(
+            id: id, status: ErrorMapping.status(for: error.code), body: nil, error: ErrorBody(error))
         return String(decoding: (try? WireCodec.encode(frame)) ?? Data(), as: UTF8.self)
     }
 }

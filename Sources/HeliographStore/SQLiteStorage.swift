@@ -153,7 +153,8 @@ struct SQLiteAccountStore: AccountStore {
         do {
             try await pool.write { db in
                 try db.execute(
-                    sql: "INSERT INTO accounts (id, username, username_canonical, identity_key, created_at) VALUES (?, ?, ?, ?, ?)",
+                    sql:
+                        "INSERT INTO accounts (id, username, username_canonical, identity_key, created_at) VALUES (?, ?, ?, ?, ?)",
                     arguments: [
                         account.id.description, account.username.display, account.username.canonical, account.identityKey,
                         account.createdAt.databaseMilliseconds,
@@ -334,7 +335,8 @@ struct SQLiteInboxStore: InboxStore {
             for deviceID in message.recipientDeviceIDs {
                 guard
                     let sequence = try Int64.fetchOne(
-                        db, sql: "UPDATE devices SET last_seq = last_seq + 1 WHERE id = ? AND revoked_at IS NULL RETURNING last_seq",
+                        db,
+                        sql: "UPDATE devices SET last_seq = last_seq + 1 WHERE id = ? AND revoked_at IS NULL RETURNING last_seq",
                         arguments: [deviceID.description])
                 else { continue }  // revoked since the caller listed it: nobody will read that copy
                 try db.execute(

@@ -140,7 +140,9 @@ extension Helio {
                     server: server.server == nil ? source.server : try server.url(),
                     deviceName: deviceName ?? defaultDeviceName, profileName: global.profileName, store: global.store,
                     logger: quietLogger)
-                print("logged in @\(client.profile.username) as device \(client.profile.deviceID) in profile '\(global.profileName)'")
+                print(
+                    "logged in @\(client.profile.username) as device \(client.profile.deviceID) in profile '\(global.profileName)'"
+                )
             }
         }
     }

@@ -86,10 +86,13 @@ extension HeliographCommand {
         var accountSendRate: Double?
 
         @Option(
-            help: "Sends per second from one account to one recipient, 0 for no limit. (env: HELIOGRAPH_PAIR_SEND_RATE; default: 20)")
+            help:
+                "Sends per second from one account to one recipient, 0 for no limit. (env: HELIOGRAPH_PAIR_SEND_RATE; default: 20)"
+        )
         var pairSendRate: Double?
 
-        @Option(help: "Registrations and logins per second, server-wide, 0 for no limit. (env: HELIOGRAPH_AUTH_RATE; default: 50)")
+        @Option(
+            help: "Registrations and logins per second, server-wide, 0 for no limit. (env: HELIOGRAPH_AUTH_RATE; default: 50)")
         var authRate: Double?
 
         @Option(help: "Write the bound port to this file once listening (for scripts and tests). (env: HELIOGRAPH_PORT_FILE)")

@@ -3,7 +3,9 @@ import Testing
 
 @Suite("Usernames")
 struct UsernameTests {
-    @Test("valid names are accepted and keep their spelling", arguments: ["alice", "Bob_99", "a1234", "x_y_z_w", String(repeating: "a", count: 32)])
+    @Test(
+        "valid names are accepted and keep their spelling",
+        arguments: ["alice", "Bob_99", "a1234", "x_y_z_w", String(repeating: "a", count: 32)])
     func valid(_ name: String) throws {
         let username = try Username(validating: name)
         #expect(username.display == name)

@@ -8,7 +8,8 @@ import Testing
 @Suite("Server and CLI processes", .serialized)
 struct ProcessTests {
     /// Receives `count` messages, failing after `timeout`.
-    func receive(_ count: Int, from client: HeliographClient, timeout: Duration = .seconds(20)) async throws -> [IncomingMessage] {
+    func receive(_ count: Int, from client: HeliographClient, timeout: Duration = .seconds(20)) async throws -> [IncomingMessage]
+    {
         try await withThrowingTaskGroup(of: [IncomingMessage]?.self) { group in
             group.addTask {
                 var received: [IncomingMessage] = []

@@ -107,7 +107,8 @@ struct AuthenticationTests {
             let fresh = try await socket.request(.challenge, ChallengeRequest(username: "carol"), as: ChallengeResponse.self)
             let signature = try identity.signLogin(nonce: fresh.nonce, challengeID: fresh.challengeId, deviceName: "x")
             let session = try await socket.request(
-                .login, LoginRequest(challengeId: fresh.challengeId, deviceName: "x", signature: signature), as: LoginResponse.self)
+                .login, LoginRequest(challengeId: fresh.challengeId, deviceName: "x", signature: signature),
+                as: LoginResponse.self)
             #expect(!session.token.isEmpty)
         }
     }
@@ -119,7 +120,8 @@ struct AuthenticationTests {
             let key = IdentityKeyPair().publicKey.rawBytes
             for bad in ["abc", "1alice", "alice_", "al ice", String(repeating: "a", count: 33)] {
                 await #expect(throws: HeliographError(.invalidUsername, "")) {
-                    _ = try await socket.request(.register, RegisterRequest(username: bad, identityKey: key), as: AccountInfo.self)
+                    _ = try await socket.request(
+                        .register, RegisterRequest(username: bad, identityKey: key), as: AccountInfo.self)
                 }
             }
             _ = try await socket.request(.register, RegisterRequest(username: "Alice", identityKey: key), as: AccountInfo.self)

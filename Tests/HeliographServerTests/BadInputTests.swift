@@ -55,7 +55,8 @@ struct BadInputTests {
                 _ = try await socket.requestRaw(method: "send", bodyJSON: #"{"messageId":"m","to":"alice","payload":""}"#)
             }
             await #expect(throws: HeliographError(.unauthenticated, "")) {
-                _ = try await socket.request(.authenticate, AuthenticateRequest(token: "not-a-token", after: nil), as: SessionInfo.self)
+                _ = try await socket.request(
+                    .authenticate, AuthenticateRequest(token: "not-a-token", after: nil), as: SessionInfo.self)
             }
         }
     }
@@ -84,8 +85,10 @@ struct BadInputTests {
                 _ = try await socket.request(.ack, AckRequest(seq: 99), as: AckResponse.self)
             }
             // Nothing accepted before is lost: a good send still works and arrives.
-            #expect(try await socket.request(
-                .send, SendRequest(messageId: .random(), to: "bob_b", payload: Data([1])), as: SendResponse.self).deviceCount == 1)
+            #expect(
+                try await socket.request(
+                    .send, SendRequest(messageId: .random(), to: "bob_b", payload: Data([1])), as: SendResponse.self
+                ).deviceCount == 1)
         }
     }
 

@@ -31,7 +31,9 @@ struct HTTPTests {
             let signature = try identity.signLogin(nonce: challenge.nonce, challengeID: challenge.challengeId, deviceName: "web")
             let login = try await server.http(
                 .post, "/v1/auth/login",
-                json: #"{"challengeId":"\#(challenge.challengeId)","deviceName":"web","signature":"\#(signature.base64EncodedString())"}"#)
+                json:
+                    #"{"challengeId":"\#(challenge.challengeId)","deviceName":"web","signature":"\#(signature.base64EncodedString())"}"#
+            )
             #expect(login.status == .created)
             let token = try login.decode(LoginResponse.self).token
 

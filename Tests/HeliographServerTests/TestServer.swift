@@ -67,7 +67,9 @@ struct TestServer: Sendable {
     }
 
     /// An HTTP request with an optional JSON body and bearer token.
-    func http(_ method: HTTPRequest.Method, _ uri: String, json: String? = nil, token: String? = nil) async throws
+    func http(
+        _ method: HTTPRequest.Method, _ uri: String, json: String? = nil, token: String? = nil
+    ) async throws
         -> TestResponse
     {
         var headers: HTTPFields = [:]

@@ -27,7 +27,8 @@ enum Fixture {
     static let start = Date(timeIntervalSince1970: 1_800_000_000)
 
     static func account(_ name: String, at time: Date = start) throws -> Account {
-        Account(id: .random(), username: try Username(validating: name), identityKey: Data(repeating: 7, count: 32), createdAt: time)
+        Account(
+            id: .random(), username: try Username(validating: name), identityKey: Data(repeating: 7, count: 32), createdAt: time)
     }
 
     static func device(of account: Account, named name: String = "laptop", at time: Date = start) -> Device {

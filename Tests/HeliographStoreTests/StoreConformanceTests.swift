@@ -104,7 +104,8 @@ struct StoreConformanceTests {
         let p = try await people(in: storage)
         for index in 1...3 {
             let receipt = try await storage.inbox.enqueue(
-                try Fixture.message("m\(index)", from: p.alice, device: p.aliceLaptop, to: p.bob, devices: [p.bobPhone, p.bobLaptop]))
+                try Fixture.message(
+                    "m\(index)", from: p.alice, device: p.aliceLaptop, to: p.bob, devices: [p.bobPhone, p.bobLaptop]))
             #expect(receipt.sequences == [p.bobPhone.id: Int64(index), p.bobLaptop.id: Int64(index)])
             #expect(!receipt.duplicate)
         }
@@ -192,10 +193,12 @@ struct StoreConformanceTests {
     func retention(_ backend: Backend) async throws {
         let storage = try await backend.open()
         let p = try await people(in: storage)
-        let old = try Fixture.message("old", from: p.alice, device: p.aliceLaptop, to: p.bob, devices: [p.bobPhone], at: Fixture.start)
+        let old = try Fixture.message(
+            "old", from: p.alice, device: p.aliceLaptop, to: p.bob, devices: [p.bobPhone], at: Fixture.start)
         _ = try await storage.inbox.enqueue(old)
         _ = try await storage.inbox.enqueue(
-            try Fixture.message("new", from: p.alice, device: p.aliceLaptop, to: p.bob, devices: [p.bobPhone], at: Fixture.start + 100))
+            try Fixture.message(
+                "new", from: p.alice, device: p.aliceLaptop, to: p.bob, devices: [p.bobPhone], at: Fixture.start + 100))
         #expect(try await storage.inbox.deleteExpired(before: Fixture.start + 50) == 1)
         #expect(try await storage.inbox.envelopes(for: p.bobPhone.id, after: 0, limit: 10).map(\.messageID.rawValue) == ["new"])
         // The sequence never goes back, even after old envelopes are gone.
@@ -235,7 +238,11 @@ struct SQLiteBackendTests {
         let path = directory.appendingPathComponent("heliograph.sqlite").path
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"INSERT INTO grdb_migrations VALUES ('v99-from-the-future')\"); c.commit()", path]
+        process.arguments = [
+            "python3", "-c",
+            "import sqlite3,sys; c=sqlite3.connect(sys.argv[1]); c.execute(\"INSERT INTO grdb_migrations VALUES ('v99-from-the-future')\"); c.commit()",
+            path,
+        ]
         try process.run()
         process.waitUntilExit()
         #expect(process.terminationStatus == 0)
