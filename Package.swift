@@ -21,6 +21,7 @@ let package = Package(
         .package(url: "https://github.com/hummingbird-project/swift-websocket", from: "1.6.2"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -48,6 +49,17 @@ let package = Package(
             dependencies: [
                 "HeliographCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The same store protocols on PostgreSQL, for several server nodes.
+        .target(
+            name: "HeliographStorePostgres",
+            dependencies: [
+                "HeliographCore", "HeliographStore",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings
         ),
@@ -82,7 +94,8 @@ let package = Package(
         .executableTarget(
             name: "heliograph",
             dependencies: [
-                "HeliographServer",
+                "HeliographCore", "HeliographServer", "HeliographStore", "HeliographStorePostgres",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings
@@ -102,7 +115,10 @@ let package = Package(
         ),
         .testTarget(
             name: "HeliographStoreTests",
-            dependencies: ["HeliographCore", "HeliographStore"],
+            dependencies: [
+                "HeliographCore", "HeliographStore", "HeliographStorePostgres",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(
@@ -118,7 +134,10 @@ let package = Package(
         // Live tests start the real executables, so they depend on them to get them built.
         .testTarget(
             name: "HeliographLiveTests",
-            dependencies: ["HeliographKit", "HeliographCore", "HeliographProtocol", "heliograph", "helio"],
+            dependencies: [
+                "HeliographKit", "HeliographCore", "HeliographProtocol", "HeliographStorePostgres", "heliograph", "helio",
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strictSettings
         ),
     ]

@@ -35,20 +35,24 @@ public final class HeliographConnection: Sendable {
     /// Events pushed by the server, in arrival order. Finishes when the socket closes.
     public let events: AsyncStream<ConnectionEvent>
 
-    private init() {
+    private init(requestTimeout: Duration) {
+        self.requestTimeout = requestTimeout
         (events, eventContinuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
     }
 
-    /// Opens a socket to `server` (an `http(s)://` or `ws(s)://` base URL).
+    /// How long a request waits for its response before failing with ``RequestTimedOut``.
+    public let requestTimeout: Duration
+
+    /// Opens a socket to `server` (an `http(s)://` or `ws(s)://` base URL), failing after
+    /// `connectTimeout`; requests on it fail after `requestTimeout` without a response.
     public static func connect(
-        to server: URL, logger: Logger = Logger(label: "heliograph.kit")
-    ) async throws
-        -> HeliographConnection
-    {
-        let connection = HeliographConnection()
+        to server: URL, connectTimeout: Duration = .seconds(10), requestTimeout: Duration = .seconds(30),
+        logger: Logger = Logger(label: "heliograph.kit")
+    ) async throws -> HeliographConnection {
+        let connection = HeliographConnection(requestTimeout: requestTimeout)
         let url = try socketURL(for: server)
         try await withCheckedThrowingContinuation { (opened: CheckedContinuation<Void, any Error>) in
-            let openedOnce = Mutex<CheckedContinuation<Void, any Error>?>(opened)
+            let openedOnce = LockedValue<CheckedContinuation<Void, any Error>?>(opened)
             let task = Task {
                 do {
                     var configuration = WebSocketClientConfiguration()
@@ -70,6 +74,15 @@ public final class HeliographConnection: Sendable {
                 }
             }
             connection.runTask.withLock { $0 = task }
+            // A server that accepts TCP but never completes the upgrade must not hang the caller.
+            Task {
+                try? await Task.sleep(for: connectTimeout)
+                if let waiting = openedOnce.withLock({ $0.take() }) {
+                    task.cancel()
+                    waiting.resume(
+                        throwing: ConnectionFailed(url: url, underlying: HeliographError(.temporarilyUnavailable, "timed out")))
+                }
+            }
         }
         return connection
     }
@@ -136,6 +149,11 @@ public final class HeliographConnection: Sendable {
                     let waiting = self.state.withLock { $0.pending.removeValue(forKey: id) }
                     waiting?.resume(throwing: ConnectionClosed(reason: nil))
                 }
+            }
+            Task {
+                try? await Task.sleep(for: self.requestTimeout)
+                let waiting = self.state.withLock { $0.pending.removeValue(forKey: id) }
+                waiting?.resume(throwing: RequestTimedOut(after: self.requestTimeout))
             }
         }
         if let error = try WireCodec.decode(ServerFrameHead.self, from: data).error { throw error.heliographError }
@@ -213,6 +231,20 @@ public struct ConnectionClosed: Error, CustomStringConvertible {
     public var description: String {
         reason.map { "connection closed: \($0.message)" } ?? "connection closed"
     }
+}
+
+/// A value behind a lock that several tasks may share.
+final class LockedValue<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+/// A request got no response in time; the socket may be stuck and is best closed.
+public struct RequestTimedOut: Error, CustomStringConvertible {
+    /// The limit that passed.
+    public var after: Duration
+    public var description: String { "no response from the server within \(after)" }
 }
 
 /// The socket could not be opened.

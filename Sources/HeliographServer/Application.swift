@@ -85,6 +85,10 @@ public func buildApplication(
     }
 
     let sweeper = RetentionSweeper(storage: storage, configuration: configuration, clock: clock, logger: logger)
+    var background: [any Service] = [StorageCloser(storage: storage), sweeper]
+    if let feed = storage.changeFeed {
+        background.append(ChangeFeedRelay(feed: feed, hub: hub))
+    }
     return Application(
         router: router,
         server: .http1WebSocketUpgrade(
@@ -93,7 +97,7 @@ public func buildApplication(
                 ws: .init(maxFrameSize: configuration.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30))))
         ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "heliograph"),
-        services: [StorageCloser(storage: storage), sweeper],
+        services: background,
         onServerRunning: { channel in
             await onServerRunning(channel.localAddress?.port ?? configuration.port)
         },
@@ -139,6 +143,21 @@ struct StorageCloser: Service {
     }
 }
 
+/// Wakes local sockets for inbox changes committed by any node sharing the database.
+struct ChangeFeedRelay: Service {
+    let feed: any InboxChangeFeed
+    let hub: DeliveryHub
+
+    func run() async throws {
+        for await change in feed.changes().cancelOnGracefulShutdown() {
+            switch change {
+            case .devices(let devices): hub.wake(devices)
+            case .all: hub.wakeAll()
+            }
+        }
+    }
+}
+
 /// Deletes expired envelopes, sessions and challenges on a fixed interval.
 struct RetentionSweeper: Service {
     let storage: any HeliographStorage
@@ -147,7 +166,7 @@ struct RetentionSweeper: Service {
     let logger: Logger
 
     func run() async throws {
-        while !Task.isShuttingDownGracefully {
+        while !Task.isShuttingDownGracefully, !Task.isCancelled {
             await sweepOnce()
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: configuration.sweepInterval) }
         }
@@ -173,8 +192,7 @@ struct RetentionSweeper: Service {
 
 /// Runs an application until SIGINT or SIGTERM, then shuts it down in order: every socket is
 /// told to reconnect and closed once its request in flight is answered (at most `grace`), then
-/// the server stops accepting and the stores close. A second signal is not trapped: it ends
-/// the process at once.
+/// the server stops accepting and the stores close. A second signal ends the process at once.
 public func runUntilSignalled(
     _ application: some ApplicationProtocol, sockets: SocketRegistry, grace: Duration, logger: Logger
 ) async throws {
@@ -182,13 +200,19 @@ public func runUntilSignalled(
     try await withThrowingTaskGroup(of: Void.self) { tasks in
         tasks.addTask { try await group.run() }
         tasks.addTask {
+            var signalled = false
             for await signal in await UnixSignalsSequence(trapping: .sigterm, .sigint) {
+                guard !signalled else {
+                    logger.warning("second signal: exiting without finishing the shutdown", metadata: ["signal": "\(signal)"])
+                    exit(1)
+                }
+                signalled = true
                 logger.info("shutting down", metadata: ["signal": "\(signal)", "sockets": "\(sockets.count)"])
                 await sockets.drain(timeout: grace)
                 await group.triggerGracefulShutdown()
-                return
             }
         }
+        // The service group ends after the graceful shutdown (or on its own failure).
         try await tasks.next()
         tasks.cancelAll()
     }

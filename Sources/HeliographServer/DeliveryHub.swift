@@ -50,6 +50,12 @@ public final class DeliveryHub: Sendable {
         for wake in targets { wake.yield() }
     }
 
+    /// Wakes every socket on this node: after the cross-node feed may have missed changes.
+    public func wakeAll() {
+        let targets = listeners.withLock { listeners in listeners.values.flatMap { $0.values.map(\.wake) } }
+        for wake in targets { wake.yield() }
+    }
+
     /// Closes every socket of a device, telling it why (revocation).
     public func disconnect(_ device: DeviceID, because reason: HeliographError) {
         let targets = listeners.withLock { $0[device]?.values.map(\.disconnect) ?? [] }

@@ -1,4 +1,5 @@
 import HeliographCore
+import HeliographStore
 import Hummingbird
 import Logging
 import NIOCore
@@ -35,6 +36,9 @@ enum ErrorMapping {
             default:
                 return HeliographError(.badRequest, error.body ?? error.status.reasonPhrase)
             }
+        case let error as StorageUnavailable:
+            logger.warning("storage unavailable", metadata: ["error": "\(error.detail)"])
+            return HeliographError(.temporarilyUnavailable, "the database is unreachable for now; retry in a few seconds")
         case is NIOTooManyBytesError:
             return HeliographError(.payloadTooLarge, "the request body is larger than the server accepts")
         default:

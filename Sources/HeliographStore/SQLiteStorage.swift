@@ -16,6 +16,8 @@ public final class SQLiteStorage: HeliographStorage {
     public let sessions: any SessionStore
     public let challenges: any ChallengeStore
     public let inbox: any InboxStore
+    /// One embedded database serves one node: no cross-node feed.
+    public var changeFeed: (any InboxChangeFeed)? { nil }
 
     /// Opens (creating if needed) the database at `path` and migrates it.
     ///
@@ -418,12 +420,12 @@ struct SQLiteInboxStore: InboxStore {
 }
 
 /// The compact text form of a receipt's per-device sequence numbers: `device=seq,device=seq`.
-enum SequenceList {
-    static func encode(_ sequences: [DeviceID: Int64]) -> String {
+package enum SequenceList {
+    package static func encode(_ sequences: [DeviceID: Int64]) -> String {
         sequences.map { "\($0.key)=\($0.value)" }.sorted().joined(separator: ",")
     }
 
-    static func decode(_ text: String) -> [DeviceID: Int64] {
+    package static func decode(_ text: String) -> [DeviceID: Int64] {
         var result: [DeviceID: Int64] = [:]
         for pair in text.split(separator: ",") {
             let parts = pair.split(separator: "=")

@@ -68,6 +68,32 @@ public protocol InboxStore: Sendable {
     func deleteExpired(before time: Date) async throws -> Int
 }
 
+/// A change to inboxes, as seen by every node sharing a database.
+public enum InboxChange: Sendable, Equatable {
+    /// These devices' inboxes grew.
+    case devices([DeviceID])
+    /// Changes may have been missed (the feed reconnected): every inbox may have grown.
+    case all
+}
+
+/// Cross-node wake-ups: which devices' inboxes changed, whichever node committed the change.
+///
+/// A feed is a hint, never the data: a node that misses a change delivers late, not never,
+/// because delivery always reads the inbox tables.
+public protocol InboxChangeFeed: Sendable {
+    /// Changes as they are committed. Finishes when the storage closes.
+    func changes() -> AsyncStream<InboxChange>
+}
+
+/// The database cannot be reached right now; retrying later may succeed.
+public struct StorageUnavailable: Error, CustomStringConvertible {
+    /// What failed, for the server log (never sent to clients).
+    public var detail: String
+    /// Creates the error.
+    public init(_ detail: String) { self.detail = detail }
+    public var description: String { "storage unavailable: \(detail)" }
+}
+
 /// A storage backend: every store over one database.
 public protocol HeliographStorage: Sendable {
     /// Accounts.
@@ -80,6 +106,8 @@ public protocol HeliographStorage: Sendable {
     var challenges: any ChallengeStore { get }
     /// Inboxes.
     var inbox: any InboxStore { get }
+    /// Cross-node wake-ups, for backends shared by several server nodes; nil for one node.
+    var changeFeed: (any InboxChangeFeed)? { get }
     /// A cheap round trip, for readiness checks.
     func ping() async throws
     /// Closes connections; the storage is unusable afterwards.

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
+import HeliographCore
 import HeliographServer
 import HeliographStore
+import HeliographStorePostgres
 import Logging
 
 /// `heliograph`: the Heliograph server.
@@ -22,6 +24,14 @@ struct StorageOptions: ParsableArguments {
         help: "Directory of the SQLite database, created if missing. (env: HELIOGRAPH_DATA_DIR; default: ./heliograph-data)")
     var dataDirectory: String?
 
+    @Option(
+        name: .customLong("database"),
+        help: """
+            PostgreSQL URL (postgres://user:password@host:5432/db[?sslmode=require]) to use instead of \
+            SQLite; several nodes may share one. (env: HELIOGRAPH_DATABASE_URL)
+            """)
+    var databaseURL: String?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error. (env: HELIOGRAPH_LOG_LEVEL; default: info)")
     var logLevel: String?
 
@@ -39,7 +49,23 @@ struct StorageOptions: ParsableArguments {
         return logger
     }
 
-    func openStorage(_ environment: [String: String], logger: Logger) throws -> SQLiteStorage {
+    /// Opens PostgreSQL when a URL is given, else SQLite in the data directory; migrates either.
+    func openStorage(_ environment: [String: String], logger: Logger) async throws -> any HeliographStorage {
+        if let url = databaseURL ?? environment["HELIOGRAPH_DATABASE_URL"], !url.isEmpty {
+            let location: PostgresLocation
+            do {
+                location = try PostgresLocation(url: url)
+            } catch {
+                throw ValidationError(error.message)
+            }
+            do {
+                return try await PostgresStorage(location: location, logger: logger)
+            } catch let error as StorageError {
+                throw ValidationError("cannot use \(location): \(error)")
+            } catch let error as StorageUnavailable {
+                throw ValidationError(error.detail)
+            }
+        }
         let directory = resolvedDataDirectory(environment)
         do {
             return try SQLiteStorage(directory: directory)
@@ -49,13 +75,33 @@ struct StorageOptions: ParsableArguments {
             throw ValidationError("cannot open the database in \(directory.path): \(error)")
         }
     }
+
+    /// What `migrate` reports: the database, without any password.
+    func describe(_ environment: [String: String]) -> String {
+        if let url = databaseURL ?? environment["HELIOGRAPH_DATABASE_URL"], !url.isEmpty,
+            let location = try? PostgresLocation(url: url)
+        {
+            return "\(location)"
+        }
+        return resolvedDataDirectory(environment).path
+    }
+}
+
+/// Prints a start-up failure as one line on stderr and exits 1, without the usage text.
+func reportingFailures(_ body: () async throws -> Void) async throws {
+    do {
+        try await body()
+    } catch let error as ValidationError {
+        FileHandle.standardError.write(Data("heliograph: \(error.message)\n".utf8))
+        throw ExitCode.failure
+    }
 }
 
 extension HeliographCommand {
     /// `heliograph serve`: run the server until SIGINT or SIGTERM.
     struct Serve: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Run the server (SQLite in --data-dir by default).",
+            abstract: "Run the server (SQLite in --data-dir by default, PostgreSQL with --database).",
             discussion: """
                 Every option can also be set by the environment variable named in its help; a flag \
                 wins over the environment. SIGINT or SIGTERM stop accepting connections, finish \
@@ -99,10 +145,14 @@ extension HeliographCommand {
         var portFile: String?
 
         func run() async throws {
+            try await reportingFailures { try await serve() }
+        }
+
+        func serve() async throws {
             let environment = ProcessInfo.processInfo.environment
             let logger = try storage.logger(environment)
             let configuration = try resolve(environment)
-            let storage = try self.storage.openStorage(environment, logger: logger)
+            let storage = try await self.storage.openStorage(environment, logger: logger)
             let portFile = portFile ?? environment["HELIOGRAPH_PORT_FILE"]
             let sockets = SocketRegistry()
             let app = buildApplication(configuration: configuration, storage: storage, logger: logger, sockets: sockets) { port in
@@ -172,11 +222,15 @@ extension HeliographCommand {
         @OptionGroup var storage: StorageOptions
 
         func run() async throws {
+            try await reportingFailures { try await migrate() }
+        }
+
+        func migrate() async throws {
             let environment = ProcessInfo.processInfo.environment
             let logger = try storage.logger(environment)
-            let opened = try storage.openStorage(environment, logger: logger)
+            let opened = try await storage.openStorage(environment, logger: logger)
             try await opened.close()
-            print("database in \(storage.resolvedDataDirectory(environment).path) is up to date")
+            print("database \(storage.describe(environment)) is up to date")
         }
     }
 }

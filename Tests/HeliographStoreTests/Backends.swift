@@ -1,6 +1,8 @@
 import Foundation
 import HeliographCore
 import HeliographStore
+import HeliographStorePostgres
+import Logging
 
 /// A storage backend the conformance suite runs against; each test opens a fresh, empty one.
 struct Backend: CustomStringConvertible, Sendable {
@@ -8,12 +10,57 @@ struct Backend: CustomStringConvertible, Sendable {
     let open: @Sendable () async throws -> any HeliographStorage
 
     /// SQLite always; PostgreSQL joins when `HELIOGRAPH_TEST_POSTGRES_URL` is set.
-    static var all: [Backend] { [.sqlite] }
+    static var all: [Backend] {
+        var backends = [sqlite]
+        if let url = postgresURL { backends.append(postgres(url)) }
+        return backends
+    }
+
+    static var postgresURL: String? {
+        ProcessInfo.processInfo.environment["HELIOGRAPH_TEST_POSTGRES_URL"].flatMap { $0.isEmpty ? nil : $0 }
+    }
 
     static let sqlite = Backend(description: "SQLite") {
         try SQLiteStorage(directory: temporaryDirectory("store"))
     }
+
+    /// A new database per test on the server at `url`, so tests never see each other's rows.
+    static func postgres(_ url: String) -> Backend {
+        Backend(description: "PostgreSQL") {
+            let location = try await freshPostgresDatabase(url)
+            // Few connections per test: many tests run at once against one server.
+            return try await PostgresStorage(location: location, maximumConnections: 16, logger: quietLogger)
+        }
+    }
 }
+
+extension Backend {
+    /// Opens a fresh storage, runs `body` with it, and closes it whatever happens.
+    func with<T>(_ body: (any HeliographStorage) async throws -> T) async throws -> T {
+        let storage = try await open()
+        do {
+            let result = try await body(storage)
+            try await storage.close()
+            return result
+        } catch {
+            try? await storage.close()
+            throw error
+        }
+    }
+}
+
+/// Creates an empty database on the test server and returns its location.
+func freshPostgresDatabase(_ url: String) async throws -> PostgresLocation {
+    let admin = try PostgresLocation(url: url)
+    let name = "heliograph_test_" + UUID().uuidString.replacingOccurrences(of: "-", with: "").lowercased().prefix(16)
+    return try await PostgresAdministration.createDatabase(named: String(name), using: admin, logger: quietLogger)
+}
+
+let quietLogger: Logger = {
+    var logger = Logger(label: "test")
+    logger.logLevel = .error
+    return logger
+}()
 
 /// A new empty directory under the system temporary directory (`TMPDIR`, inside the work tree in CI).
 func temporaryDirectory(_ label: String) -> URL {

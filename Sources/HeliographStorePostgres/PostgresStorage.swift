@@ -1,0 +1,385 @@
+import Foundation
+import HeliographCore
+import HeliographStore
+import Logging
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+/// Where and how to reach PostgreSQL, parsed from a `postgres://` URL.
+public struct PostgresLocation: Sendable, CustomStringConvertible {
+    /// Host name or address.
+    public var host: String
+    /// TCP port.
+    public var port: Int
+    /// Role name.
+    public var username: String
+    /// Password, if any. Never printed.
+    public var password: String?
+    /// Database name.
+    public var database: String
+    /// Whether TLS is required (`?sslmode=require`).
+    public var requireTLS: Bool
+
+    /// Parses `postgres://user[:password]@host[:port]/database[?sslmode=require]`.
+    public init(url text: String) throws(HeliographError) {
+        guard let components = URLComponents(string: text), let scheme = components.scheme,
+            ["postgres", "postgresql"].contains(scheme), let host = components.host, !host.isEmpty
+        else {
+            throw HeliographError(.badRequest, "the database URL must look like postgres://user:password@host:5432/database")
+        }
+        self.host = host
+        self.port = components.port ?? 5432
+        self.username = components.user.flatMap { $0.removingPercentEncoding } ?? "postgres"
+        self.password = components.password.flatMap { $0.removingPercentEncoding }
+        let path = components.path.hasPrefix("/") ? String(components.path.dropFirst()) : components.path
+        self.database = path.isEmpty ? username : path
+        let sslmode = components.queryItems?.first { $0.name == "sslmode" }?.value ?? "disable"
+        self.requireTLS = ["require", "verify-ca", "verify-full"].contains(sslmode)
+    }
+
+    /// The location without the password, for messages and logs.
+    public var description: String { "postgres://\(username)@\(host):\(port)/\(database)" }
+
+    var tls: PostgresConnection.Configuration.TLS {
+        requireTLS ? .require(try! NIOSSLContext(configuration: .makeClientConfiguration())) : .disable
+    }
+
+    var clientTLS: PostgresClient.Configuration.TLS {
+        requireTLS ? .require(.makeClientConfiguration()) : .disable
+    }
+}
+
+/// The production backend: every store on PostgreSQL through PostgresNIO, shared by several
+/// server nodes. Inbox changes are announced with NOTIFY inside the committing transaction, so
+/// every node's listener hears about a send exactly when it becomes visible.
+public final class PostgresStorage: HeliographStorage {
+    let client: PostgresClient
+    let location: PostgresLocation
+    let logger: Logger
+    private let runTask: Task<Void, Never>
+    private let feed: PostgresChangeFeed
+    /// How long one store call may wait for the database before failing as unavailable.
+    let operationTimeout: Duration
+
+    public let accounts: any AccountStore
+    public let devices: any DeviceStore
+    public let sessions: any SessionStore
+    public let challenges: any ChallengeStore
+    public let inbox: any InboxStore
+    public var changeFeed: (any InboxChangeFeed)? { feed }
+
+    /// Connects, checks the database answers within `connectTimeout`, and migrates it.
+    ///
+    /// Fails fast with a message naming host and port when the server cannot be reached, and
+    /// with ``StorageError/schemaTooNew(_:)`` when a newer Heliograph migrated the database.
+    public init(
+        location: PostgresLocation, maximumConnections: Int = 16, connectTimeout: Duration = .seconds(3),
+        operationTimeout: Duration = .seconds(10), logger: Logger
+    ) async throws {
+        self.location = location
+        self.logger = logger
+        self.operationTimeout = operationTimeout
+        var configuration = PostgresClient.Configuration(
+            host: location.host, port: location.port, username: location.username, password: location.password,
+            database: location.database, tls: location.clientTLS)
+        configuration.options.maximumConnections = maximumConnections
+        configuration.options.minimumConnections = 0
+        configuration.options.connectTimeout = connectTimeout
+        // The pool retries failed connections on its own and logs each attempt; keep that quiet
+        // unless the operator asked for detail.
+        let poolLogger = {
+            var quieter = logger
+            quieter.logLevel = max(logger.logLevel, .warning)
+            return quieter
+        }()
+        let client = PostgresClient(configuration: configuration, backgroundLogger: poolLogger)
+        self.client = client
+        runTask = Task { await client.run() }
+        feed = PostgresChangeFeed(location: location, logger: logger)
+        accounts = PostgresAccountStore(client: client, timeout: operationTimeout)
+        devices = PostgresDeviceStore(client: client, timeout: operationTimeout)
+        sessions = PostgresSessionStore(client: client, timeout: operationTimeout)
+        challenges = PostgresChallengeStore(client: client, timeout: operationTimeout)
+        inbox = PostgresInboxStore(client: client, logger: logger, timeout: operationTimeout)
+        do {
+            // One direct connection first: it fails at once with the real cause (refused,
+            // unknown host, bad password) instead of the pool's silent retries.
+            try await withDeadline(connectTimeout + .seconds(1), what: "connect") {
+                let probe = try await PostgresConnection.connect(
+                    configuration: PostgresConnection.Configuration(
+                        host: location.host, port: location.port, username: location.username,
+                        password: location.password, database: location.database, tls: location.tls),
+                    id: 0, logger: poolLogger)
+                try await probe.close()
+            }
+            try await PostgresSchema.migrate(client: client, logger: logger)
+        } catch {
+            runTask.cancel()
+            if let error = error as? StorageError { throw error }
+            throw StorageUnavailable(
+                "cannot connect to PostgreSQL at \(location.host):\(location.port) (\(location)): \(Self.explain(error))")
+        }
+        feed.start()
+    }
+
+    public func ping() async throws {
+        try await withDeadline(.seconds(3), what: "ping") { try await self.client.query("SELECT 1", logger: self.logger) }
+    }
+
+    public func close() async throws {
+        feed.stop()
+        runTask.cancel()
+    }
+
+    /// A readable cause from a PostgresNIO error: the server's message, or the socket error.
+    static func explain(_ error: any Error) -> String {
+        if let error = error as? PSQLError {
+            if let message = error.serverInfo?[.message] { return message }
+            if let underlying = error.underlying { return "\(underlying)" }
+            return "\(error.code)"
+        }
+        if let error = error as? StorageUnavailable { return error.detail }
+        return "\(error)"
+    }
+}
+
+/// Runs `body`, failing with ``StorageUnavailable`` if it takes longer than `limit` or loses
+/// its connection: the pool would otherwise wait for an unreachable database indefinitely.
+///
+/// The body runs in its own task and is cancelled on timeout, but not waited for: a lease that
+/// ignores cancellation must not hold the caller past its deadline.
+func withDeadline<T: Sendable>(
+    _ limit: Duration, what: String, _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let outcome = LockedBox<CheckedContinuation<T, any Error>?>(nil)
+    let work = LockedBox<Task<Void, Never>?>(nil)
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            outcome.withLock { $0 = continuation }
+            let task = Task {
+                do {
+                    let value = try await body()
+                    outcome.withLock { $0.take() }?.resume(returning: value)
+                } catch let error as PSQLError where error.code != .server {
+                    outcome.withLock { $0.take() }?.resume(
+                        throwing: StorageUnavailable("\(what): \(PostgresStorage.explain(error))"))
+                } catch {
+                    outcome.withLock { $0.take() }?.resume(throwing: error)
+                }
+            }
+            work.withLock { $0 = task }
+            Task {
+                try? await Task.sleep(for: limit)
+                if let waiting = outcome.withLock({ $0.take() }) {
+                    task.cancel()
+                    waiting.resume(throwing: StorageUnavailable("\(what) took longer than \(limit)"))
+                }
+            }
+        }
+    } onCancel: {
+        work.withLock { $0 }?.cancel()
+    }
+}
+
+/// A value behind a lock, shareable between tasks.
+final class LockedBox<Value: Sendable>: Sendable {
+    private let mutex: Mutex<Value>
+    init(_ value: Value) { mutex = Mutex(value) }
+    func withLock<R: Sendable>(_ body: (inout Value) -> R) -> R { mutex.withLock { body(&$0) } }
+}
+
+/// Versioned migrations of the PostgreSQL schema. Keep in step with the SQLite migrations.
+enum PostgresSchema {
+    /// Migrations in order; never edit one that has shipped, add a new one.
+    static let migrations: [(id: String, sql: [String])] = [
+        (
+            "v1-accounts-devices-inbox",
+            [
+                """
+                CREATE TABLE accounts (
+                    id uuid PRIMARY KEY,
+                    username text NOT NULL,
+                    username_canonical text NOT NULL UNIQUE,
+                    identity_key bytea NOT NULL,
+                    created_at bigint NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE devices (
+                    id uuid PRIMARY KEY,
+                    account_id uuid NOT NULL REFERENCES accounts(id),
+                    name text NOT NULL,
+                    created_at bigint NOT NULL,
+                    revoked_at bigint,
+                    last_seq bigint NOT NULL DEFAULT 0,
+                    acked_seq bigint NOT NULL DEFAULT 0
+                )
+                """,
+                "CREATE INDEX devices_by_account ON devices(account_id, created_at)",
+                """
+                CREATE TABLE sessions (
+                    token_hash bytea PRIMARY KEY,
+                    account_id uuid NOT NULL,
+                    device_id uuid NOT NULL REFERENCES devices(id),
+                    created_at bigint NOT NULL,
+                    expires_at bigint NOT NULL
+                )
+                """,
+                "CREATE INDEX sessions_by_expiry ON sessions(expires_at)",
+                """
+                CREATE TABLE challenges (
+                    id uuid PRIMARY KEY,
+                    account_id uuid NOT NULL,
+                    nonce bytea NOT NULL,
+                    expires_at bigint NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE inbox (
+                    device_id uuid NOT NULL,
+                    seq bigint NOT NULL,
+                    message_id text NOT NULL,
+                    sender_account_id uuid NOT NULL,
+                    sender_username text NOT NULL,
+                    sender_device_id uuid NOT NULL,
+                    server_time bigint NOT NULL,
+                    payload bytea NOT NULL,
+                    PRIMARY KEY (device_id, seq)
+                )
+                """,
+                "CREATE INDEX inbox_by_time ON inbox(server_time)",
+                """
+                CREATE TABLE sent_messages (
+                    sender_device_id uuid NOT NULL,
+                    message_id text NOT NULL,
+                    server_time bigint NOT NULL,
+                    sequences text NOT NULL,
+                    PRIMARY KEY (sender_device_id, message_id)
+                )
+                """,
+                "CREATE INDEX sent_messages_by_time ON sent_messages(server_time)",
+            ]
+        )
+    ]
+
+    /// An arbitrary constant: the advisory lock that serialises migrations across nodes.
+    static let lockKey: Int64 = 0x4865_6C69_6F67
+
+    static func migrate(client: PostgresClient, logger: Logger) async throws {
+        try await client.withConnection { connection in
+            // Several nodes may start at once: one migrates, the others wait for it.
+            try await connection.query("SELECT pg_advisory_lock(\(lockKey))", logger: logger)
+            do {
+                try await connection.query(
+                    "CREATE TABLE IF NOT EXISTS heliograph_migrations (id text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())",
+                    logger: logger)
+                var applied: Set<String> = []
+                for try await id in try await connection.query("SELECT id FROM heliograph_migrations", logger: logger)
+                    .decode(String.self)
+                {
+                    applied.insert(id)
+                }
+                let known = Set(migrations.map(\.id))
+                let unknown = applied.subtracting(known).sorted()
+                guard unknown.isEmpty else {
+                    throw StorageError.schemaTooNew("unknown migrations: \(unknown.joined(separator: ", "))")
+                }
+                for migration in migrations where !applied.contains(migration.id) {
+                    let id = migration.id
+                    try await connection.withTransaction(logger: logger) { transaction in
+                        for statement in migration.sql {
+                            try await transaction.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                        }
+                        try await transaction.query("INSERT INTO heliograph_migrations (id) VALUES (\(id))", logger: logger)
+                    }
+                    logger.info("applied migration", metadata: ["migration": "\(id)"])
+                }
+            } catch {
+                _ = try? await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: logger)
+                throw error
+            }
+            try await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: logger)
+        }
+    }
+}
+
+/// LISTEN on the inbox channel over a dedicated connection, reconnecting after failures.
+final class PostgresChangeFeed: InboxChangeFeed {
+    /// The NOTIFY channel enqueues announce on.
+    static let channel = "heliograph_inbox"
+
+    let location: PostgresLocation
+    let logger: Logger
+    private let subscribers = Mutex<[UInt64: AsyncStream<InboxChange>.Continuation]>([:])
+    private let nextID = Atomic<UInt64>(0)
+    private let task = Mutex<Task<Void, Never>?>(nil)
+    /// Whether LISTEN is active right now.
+    private let listening = Atomic<Bool>(false)
+
+    init(location: PostgresLocation, logger: Logger) {
+        self.location = location
+        self.logger = logger
+    }
+
+    func changes() -> AsyncStream<InboxChange> {
+        let (stream, continuation) = AsyncStream<InboxChange>.makeStream(bufferingPolicy: .bufferingNewest(1024))
+        let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
+        subscribers.withLock { $0[id] = continuation }
+        continuation.onTermination = { [weak self] _ in _ = self?.subscribers.withLock { $0.removeValue(forKey: id) } }
+        // A new subscriber cannot know what was committed before it subscribed: tell it so.
+        // (If the listener is not connected yet, `.all` follows when it connects.)
+        if listening.load(ordering: .acquiring) { continuation.yield(.all) }
+        return stream
+    }
+
+    private func publish(_ change: InboxChange) {
+        for continuation in subscribers.withLock({ Array($0.values) }) { continuation.yield(change) }
+    }
+
+    func start() {
+        let loop = Task { await self.listenForever() }
+        task.withLock { $0 = loop }
+    }
+
+    func stop() {
+        task.withLock { $0 }?.cancel()
+        for continuation in subscribers.withLock({ Array($0.values) }) { continuation.finish() }
+    }
+
+    private func listenForever() async {
+        var attempt = 0
+        while !Task.isCancelled {
+            do {
+                let configuration = PostgresConnection.Configuration(
+                    host: location.host, port: location.port, username: location.username, password: location.password,
+                    database: location.database, tls: location.tls)
+                let connection = try await PostgresConnection.connect(
+                    configuration: configuration, id: Int(nextID.wrappingAdd(1, ordering: .relaxed).newValue), logger: logger)
+                defer { Task { try? await connection.close() } }
+                try await connection.listen(on: Self.channel) { notifications in
+                    attempt = 0
+                    listening.store(true, ordering: .releasing)
+                    defer { listening.store(false, ordering: .releasing) }
+                    // Anything committed while we were not listening is unknown: wake everyone.
+                    publish(.all)
+                    for try await notification in notifications {
+                        let devices = notification.payload.split(separator: ",").compactMap { DeviceID(String($0)) }
+                        if !devices.isEmpty { publish(.devices(devices)) }
+                    }
+                }
+            } catch is CancellationError {
+                return
+            } catch {
+                if Task.isCancelled { return }
+                attempt += 1
+                if attempt == 1 || attempt % 30 == 0 {
+                    logger.warning(
+                        "inbox listener lost its connection; retrying",
+                        metadata: ["database": "\(location)", "error": "\(PostgresStorage.explain(error))"])
+                }
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+}
