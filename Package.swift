@@ -13,7 +13,11 @@ let package = Package(
     products: [
         .executable(name: "heliograph", targets: ["heliograph"]),
         .executable(name: "helio", targets: ["helio"]),
+        .executable(name: "heliograph-load", targets: ["heliograph-load"]),
         .library(name: "HeliographKit", targets: ["HeliographKit"]),
+        .library(name: "HeliographCore", targets: ["HeliographCore"]),
+        .library(name: "HeliographProtocol", targets: ["HeliographProtocol"]),
+        .library(name: "HeliographStore", targets: ["HeliographStore"]),
     ],
     dependencies: [
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
@@ -22,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.3"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift", from: "0.2.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
@@ -105,6 +110,16 @@ let package = Package(
             dependencies: [
                 "HeliographKit", "HeliographCore", "HeliographProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // Load generator: drives a running server over real WebSockets.
+        .executableTarget(
+            name: "heliograph-load",
+            dependencies: [
+                "HeliographKit", "HeliographCore", "HeliographCrypto", "HeliographProtocol",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
             ],
             swiftSettings: strictSettings
         ),

@@ -279,23 +279,20 @@ struct PostgresInboxStore: InboxStore {
     }
 
     func envelopes(for deviceID: DeviceID, after: Int64, limit: Int) async throws -> [Envelope] {
+        // The hottest read (every push and every catch-up): a named prepared statement, parsed
+        // once per connection.
         try await withDeadline(timeout, what: "fetch inbox") {
-            let rows = try await client.query(
-                """
-                SELECT seq, message_id, sender_account_id, sender_username, sender_device_id, server_time, payload
-                FROM inbox WHERE device_id = \(deviceID.rawValue) AND seq > \(after) ORDER BY seq LIMIT \(limit)
-                """)
             var envelopes: [Envelope] = []
-            for try await (seq, messageID, senderAccount, senderName, senderDevice, time, payload) in rows.decode(
-                (Int64, String, UUID, String, UUID, Int64, Data).self)
-            {
+            let statement = FetchInboxStatement(device: deviceID.rawValue, after: after, limit: Int64(limit))
+            for try await row in try await client.execute(statement) {
                 envelopes.append(
                     Envelope(
-                        sequence: seq, messageID: try MessageID(validating: messageID),
+                        sequence: row.seq, messageID: try MessageID(validating: row.messageID),
                         sender: EnvelopeSender(
-                            accountID: AccountID(senderAccount), username: try Username(validating: senderName),
-                            deviceID: DeviceID(senderDevice)),
-                        recipientDeviceID: deviceID, serverTime: Date(millisecondsSince1970: time), payload: payload))
+                            accountID: AccountID(row.senderAccount), username: try Username(validating: row.senderName),
+                            deviceID: DeviceID(row.senderDevice)),
+                        recipientDeviceID: deviceID, serverTime: Date(millisecondsSince1970: row.serverTime),
+                        payload: row.payload))
             }
             return envelopes
         }
@@ -343,6 +340,44 @@ struct PostgresInboxStore: InboxStore {
             try await client.query("DELETE FROM sent_messages WHERE server_time < \(cutoff)")
             return deleted
         }
+    }
+}
+
+/// `envelopes(for:after:limit:)` as a prepared statement.
+struct FetchInboxStatement: PostgresPreparedStatement {
+    static let sql = """
+        SELECT seq, message_id, sender_account_id, sender_username, sender_device_id, server_time, payload
+        FROM inbox WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
+        """
+
+    struct Row {
+        var seq: Int64
+        var messageID: String
+        var senderAccount: UUID
+        var senderName: String
+        var senderDevice: UUID
+        var serverTime: Int64
+        var payload: Data
+    }
+
+    var device: UUID
+    var after: Int64
+    var limit: Int64
+
+    func makeBindings() throws -> PostgresBindings {
+        var bindings = PostgresBindings(capacity: 3)
+        bindings.append(device)
+        bindings.append(after)
+        bindings.append(limit)
+        return bindings
+    }
+
+    func decodeRow(_ row: PostgresRow) throws -> Row {
+        let (seq, messageID, account, name, device, time, payload) = try row.decode(
+            (Int64, String, UUID, String, UUID, Int64, Data).self)
+        return Row(
+            seq: seq, messageID: messageID, senderAccount: account, senderName: name, senderDevice: device, serverTime: time,
+            payload: payload)
     }
 }
 

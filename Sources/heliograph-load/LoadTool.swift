@@ -1,0 +1,242 @@
+import ArgumentParser
+import Foundation
+import HeliographCore
+import HeliographCrypto
+import HeliographKit
+import HeliographProtocol
+import Histogram
+import Synchronization
+
+/// `heliograph-load`: drives a running server over real WebSockets and reports what it saw.
+@main
+struct LoadTool: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "heliograph-load",
+        abstract: "Load generator for a running Heliograph server.",
+        discussion: """
+            Start the server without rate limits for load runs, e.g.
+              heliograph serve --account-send-rate 0 --pair-send-rate 0 --auth-rate 0
+            Every workload registers its own accounts (names start with --prefix), prints a
+            summary and writes it as JSON with --json.
+            """,
+        subcommands: [OneToOne.self, MultiDevice.self, Connections.self, LoginStorm.self]
+    )
+}
+
+/// Options every workload takes.
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Server base URL.")
+    var server: String = "http://127.0.0.1:8080"
+
+    @Option(help: "The server's process id, to report its CPU time per delivered message and its memory.")
+    var serverPid: Int32?
+
+    @Option(help: "Write the report as JSON to this file.")
+    var json: String?
+
+    @Option(help: "Account name prefix (letters only), so runs do not collide.")
+    var prefix: String = "load" + String(UUID().uuidString.prefix(6).filter(\.isLetter).lowercased())
+
+    var url: URL { URL(string: server)! }
+}
+
+/// One load-generating device: an account (or an extra device of one) with its token.
+struct LoadDevice: Sendable {
+    let username: String
+    let token: String
+    let identity: Data
+}
+
+/// Creates accounts and devices through the public protocol, as real clients do.
+enum Provision {
+    static func account(_ username: String, server: URL) async throws -> LoadDevice {
+        let connection = try await HeliographConnection.connect(to: server)
+        defer { Task { await connection.close() } }
+        let identity = IdentityKeyPair()
+        _ = try await connection.request(
+            .register, RegisterRequest(username: username, identityKey: identity.publicKey.rawBytes), as: AccountInfo.self)
+        return try await login(username, identity: identity, over: connection)
+    }
+
+    static func extraDevice(of device: LoadDevice, server: URL) async throws -> LoadDevice {
+        let connection = try await HeliographConnection.connect(to: server)
+        defer { Task { await connection.close() } }
+        return try await login(device.username, identity: try IdentityKeyPair(privateKeyBytes: device.identity), over: connection)
+    }
+
+    static func login(
+        _ username: String, identity: IdentityKeyPair, over connection: HeliographConnection
+    ) async throws
+        -> LoadDevice
+    {
+        let challenge = try await connection.request(.challenge, ChallengeRequest(username: username), as: ChallengeResponse.self)
+        let name = "load"
+        let signature = try identity.signLogin(nonce: challenge.nonce, challengeID: challenge.challengeId, deviceName: name)
+        let session = try await connection.request(
+            .login, LoginRequest(challengeId: challenge.challengeId, deviceName: name, signature: signature),
+            as: LoginResponse.self)
+        return LoadDevice(username: username, token: session.token, identity: identity.privateKeyBytes)
+    }
+
+    /// Runs `count` provisioning jobs, `parallel` at a time.
+    static func many<T: Sendable>(
+        _ count: Int, parallel: Int = 16, _ make: @escaping @Sendable (Int) async throws -> T
+    )
+        async throws -> [T]
+    {
+        try await withThrowingTaskGroup(of: (Int, T).self) { group in
+            var results = [T?](repeating: nil, count: count)
+            var next = 0
+            while next < min(parallel, count) {
+                let index = next
+                group.addTask { (index, try await make(index)) }
+                next += 1
+            }
+            while let (index, value) = try await group.next() {
+                results[index] = value
+                if next < count {
+                    let index = next
+                    group.addTask { (index, try await make(index)) }
+                    next += 1
+                }
+            }
+            return results.map { $0! }
+        }
+    }
+}
+
+/// A receiving socket: records the latency of every envelope from the timestamp in its
+/// payload, and acknowledges cumulatively every 64 envelopes (and at the end).
+final class Receiver: Sendable {
+    let connection: HeliographConnection
+    private let state = Mutex<(histogram: Histogram<UInt64>, delivered: Int, lastSeq: Int64)>(
+        (Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three), 0, 0))
+
+    init(device: LoadDevice, server: URL) async throws {
+        connection = try await HeliographConnection.connect(to: server)
+        _ = try await connection.request(
+            .authenticate, AuthenticateRequest(token: device.token, after: nil), as: SessionInfo.self)
+    }
+
+    /// Consumes pushes until the socket closes.
+    func run() async {
+        for await event in connection.events {
+            guard case .envelope(let envelope) = event else { continue }
+            let now = Clock.wallMicroseconds()
+            let sent = Payload.timestamp(envelope.payload)
+            let ack: Int64? = state.withLock { state in
+                _ = state.histogram.record(UInt64(max(0, now - sent)))
+                state.delivered += 1
+                state.lastSeq = envelope.seq
+                return state.delivered % 64 == 0 ? envelope.seq : nil
+            }
+            if let ack { try? await connection.acknowledge(ack) }
+        }
+    }
+
+    var delivered: Int { state.withLock { $0.delivered } }
+    var histogram: Histogram<UInt64> { state.withLock { $0.histogram } }
+
+    func finish() async {
+        let last = state.withLock { $0.lastSeq }
+        if last > 0 { try? await connection.acknowledge(last) }
+        await connection.close()
+    }
+}
+
+/// The load payload: an 8-byte send timestamp (µs since 1970, big-endian) and padding.
+enum Payload {
+    static func make(size: Int) -> Data {
+        var data = Data(count: max(size, 8))
+        let now = UInt64(Clock.wallMicroseconds())
+        for index in 0..<8 { data[index] = UInt8((now >> (56 - 8 * UInt64(index))) & 0xFF) }
+        return data
+    }
+
+    static func timestamp(_ data: Data) -> Int64 {
+        guard data.count >= 8 else { return 0 }
+        var value: UInt64 = 0
+        for byte in data.prefix(8) { value = value << 8 | UInt64(byte) }
+        return Int64(value)
+    }
+}
+
+enum Clock {
+    /// Wall-clock microseconds: sender and receiver share the machine's clock.
+    static func wallMicroseconds() -> Int64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_REALTIME, &spec)
+        return Int64(spec.tv_sec) * 1_000_000 + Int64(spec.tv_nsec) / 1000
+    }
+}
+
+/// CPU time and memory of the server process, from /proc.
+struct ProcessSample {
+    var cpuSeconds: Double
+    var residentBytes: Int
+
+    init?(pid: Int32?) {
+        guard let pid,
+            let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        else { return nil }
+        // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+        let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
+        let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        cpuSeconds = (Double(fields[11])! + Double(fields[12])!) / ticks
+        let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+        residentBytes = (rss?.split(separator: " ").dropFirst().first).flatMap { Int($0) }.map { $0 * 1024 } ?? 0
+    }
+}
+
+/// What a workload reports.
+struct Report: Codable {
+    var workload: String
+    var parameters: [String: String]
+    var durationSeconds: Double
+    var offeredRate: Double?
+    var sent: Int
+    var errors: Int
+    var delivered: Int
+    var achievedRate: Double
+    var latencyMicroseconds: [String: UInt64]
+    var serverCPUSeconds: Double?
+    var serverCPUMicrosecondsPerDelivery: Double?
+    var serverResidentBytes: Int?
+    var extra: [String: Double] = [:]
+
+    func print(json path: String?) throws {
+        Swift.print(
+            "workload        \(workload)  \(parameters.sorted { $0.key < $1.key }.map { "\($0)=\($1)" }.joined(separator: " "))")
+        Swift.print(String(format: "duration        %.2f s", durationSeconds))
+        if let offeredRate { Swift.print(String(format: "offered rate    %.0f /s", offeredRate)) }
+        Swift.print("sent            \(sent)   errors \(errors)")
+        Swift.print(String(format: "delivered       %d   achieved %.0f /s", delivered, achievedRate))
+        if !latencyMicroseconds.isEmpty {
+            let order = ["p50", "p90", "p99", "p99.9", "max"]
+            Swift.print(
+                "latency (µs)    "
+                    + order.compactMap { key in latencyMicroseconds[key].map { "\(key) \($0)" } }.joined(separator: "  "))
+        }
+        if let cpu = serverCPUSeconds {
+            Swift.print(
+                String(format: "server CPU      %.2f s   %.1f µs per delivery", cpu, serverCPUMicrosecondsPerDelivery ?? 0))
+        }
+        for (key, value) in extra.sorted(by: { $0.key < $1.key }) { Swift.print("\(key)  \(value)") }
+        if let path {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try encoder.encode(self).write(to: URL(fileURLWithPath: path))
+        }
+    }
+}
+
+extension Histogram<UInt64> {
+    var summary: [String: UInt64] {
+        guard totalCount > 0 else { return [:] }
+        return [
+            "p50": valueAtPercentile(50), "p90": valueAtPercentile(90), "p99": valueAtPercentile(99),
+            "p99.9": valueAtPercentile(99.9), "max": max,
+        ]
+    }
+}
