@@ -1,7 +1,12 @@
 // swift-tools-version: 6.1
 // Micro-benchmarks of Heliograph's hot paths, with allocation counts (ordo-one/benchmark).
 // Run from this directory: swift package benchmark
+import Foundation
 import PackageDescription
+
+/// SwiftPM names a path dependency after its directory, which differs between checkouts.
+let heliograph = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .lastPathComponent.lowercased()
 
 let package = Package(
     name: "HeliographBenchmarks",
@@ -15,9 +20,9 @@ let package = Package(
             name: "HeliographBenchmarks",
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
-                .product(name: "HeliographCore", package: "Heliograph"),
-                .product(name: "HeliographProtocol", package: "Heliograph"),
-                .product(name: "HeliographStore", package: "Heliograph"),
+                .product(name: "HeliographCore", package: heliograph),
+                .product(name: "HeliographProtocol", package: heliograph),
+                .product(name: "HeliographStore", package: heliograph),
             ],
             path: "Benchmarks/HeliographBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]

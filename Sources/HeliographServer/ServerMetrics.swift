@@ -17,6 +17,10 @@ public struct ServerMetrics: Sendable {
     let envelopesDelivered: Metrics.Counter
     /// Time from acceptance to push, per envelope.
     let deliveryLatency: Metrics.Timer
+    /// Time spent in the store committing a send (all recipient devices).
+    let storeEnqueueTime: Metrics.Timer
+    /// Time spent in the store reading a batch of inbox envelopes for a push.
+    let storeFetchTime: Metrics.Timer
     /// The factory that makes per-code error counters on demand.
     let registryFactory: PrometheusMetricsFactory
 
@@ -35,6 +39,9 @@ public struct ServerMetrics: Sendable {
         envelopesAccepted = Metrics.Counter(label: "heliograph_envelopes_accepted_total", factory: factory)
         envelopesDelivered = Metrics.Counter(label: "heliograph_envelopes_delivered_total", factory: factory)
         deliveryLatency = Metrics.Timer(label: "heliograph_delivery_latency_seconds", factory: factory)
+        storeEnqueueTime = Metrics.Timer(
+            label: "heliograph_store_seconds", dimensions: [("operation", "enqueue")], factory: factory)
+        storeFetchTime = Metrics.Timer(label: "heliograph_store_seconds", dimensions: [("operation", "fetch")], factory: factory)
     }
 
     /// Records how many devices have a socket on this node.
@@ -47,6 +54,16 @@ public struct ServerMetrics: Sendable {
     func recordDelivered(latency: TimeInterval) {
         envelopesDelivered.increment()
         deliveryLatency.recordNanoseconds(Int64(max(latency, 0) * 1e9))
+    }
+
+    /// Runs a store call and records its duration under `operation`'s timer.
+    func timed<T>(_ timer: KeyPath<ServerMetrics, Metrics.Timer>, _ body: () async throws -> T) async rethrows -> T {
+        let start = ContinuousClock.now
+        defer {
+            let elapsed = start.duration(to: .now).components
+            self[keyPath: timer].recordNanoseconds(elapsed.seconds * 1_000_000_000 + elapsed.attoseconds / 1_000_000_000)
+        }
+        return try await body()
     }
 
     /// Counts an error answered to a client, by code.

@@ -203,12 +203,14 @@ public struct MessageService: Sendable {
                 "the device list for \(recipient.username) is out of date; current devices: "
                     + targets.map(\.description).joined(separator: ", "))
         }
-        let receipt = try await storage.inbox.enqueue(
-            OutgoingMessage(
-                messageID: request.messageId,
-                sender: EnvelopeSender(accountID: caller.accountID, username: caller.username, deviceID: caller.deviceID),
-                recipientAccountID: recipient.id, recipientDeviceIDs: targets,
-                serverTime: clock.now().wholeMilliseconds, payload: request.payload))
+        let receipt = try await metrics.timed(\.storeEnqueueTime) {
+            try await storage.inbox.enqueue(
+                OutgoingMessage(
+                    messageID: request.messageId,
+                    sender: EnvelopeSender(accountID: caller.accountID, username: caller.username, deviceID: caller.deviceID),
+                    recipientAccountID: recipient.id, recipientDeviceIDs: targets,
+                    serverTime: clock.now().wholeMilliseconds, payload: request.payload))
+        }
         if !receipt.duplicate {
             metrics.recordAccepted(receipt.sequences.count)
             hub.wake(receipt.sequences.keys)

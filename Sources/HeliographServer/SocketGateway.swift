@@ -224,7 +224,9 @@ struct SocketGateway: Sendable {
             var more = true
             while more, !Task.isCancelled {
                 do {
-                    let batch = try await storage.inbox.envelopes(for: device, after: cursor, limit: Self.deliveryBatch)
+                    let batch = try await metrics.timed(\.storeFetchTime) {
+                        try await storage.inbox.envelopes(for: device, after: cursor, limit: Self.deliveryBatch)
+                    }
                     for envelope in batch {
                         let text = String(
                             decoding: try WireCodec.encode(EnvelopeFrame(envelope: WireEnvelope(envelope))), as: UTF8.self)

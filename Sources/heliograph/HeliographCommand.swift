@@ -39,12 +39,21 @@ struct StorageOptions: ParsableArguments {
         URL(fileURLWithPath: dataDirectory ?? environment["HELIOGRAPH_DATA_DIR"] ?? "heliograph-data")
     }
 
+    @Option(help: "Log format: text, or json for one JSON object per line. (env: HELIOGRAPH_LOG_FORMAT; default: text)")
+    var logFormat: String?
+
     func logger(_ environment: [String: String]) throws -> Logger {
         let text = logLevel ?? environment["HELIOGRAPH_LOG_LEVEL"] ?? "info"
         guard let level = Logger.Level(rawValue: text) else {
             throw ValidationError("unknown log level '\(text)'; use trace, debug, info, notice, warning or error")
         }
-        var logger = Logger(label: "heliograph")
+        let format = logFormat ?? environment["HELIOGRAPH_LOG_FORMAT"] ?? "text"
+        var logger: Logger
+        switch format {
+        case "text": logger = Logger(label: "heliograph")
+        case "json": logger = Logger(label: "heliograph") { JSONLogHandler(label: $0) }
+        default: throw ValidationError("unknown log format '\(format)'; use text or json")
+        }
         logger.logLevel = level
         return logger
     }

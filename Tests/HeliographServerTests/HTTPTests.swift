@@ -94,6 +94,8 @@ struct HTTPTests {
             #expect(metrics.contains("heliograph_envelopes_delivered_total 3"))
             #expect(metrics.contains("heliograph_delivery_latency_seconds_count 3"))
             #expect(metrics.contains("heliograph_connected_devices"))
+            #expect(metrics.contains(#"heliograph_store_seconds_count{operation="enqueue"} 3"#))
+            #expect(metrics.contains(#"operation="fetch""#))
         }
     }
 }

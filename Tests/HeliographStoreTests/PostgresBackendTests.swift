@@ -21,6 +21,35 @@ struct PostgresBackendTests {
         }
     }
 
+    @Test("a database lost while running: calls fail as unavailable, then work again when it returns")
+    func databaseLostAndBack() async throws {
+        let location = try await freshPostgresDatabase(Backend.postgresURL!)
+        let admin = try PostgresLocation(url: Backend.postgresURL!)
+        let storage = try await PostgresStorage(
+            location: location, maximumConnections: 2, operationTimeout: .seconds(2), logger: quietLogger)
+        let alice = try Fixture.account("alice")
+        try await storage.accounts.insert(alice)
+        // Refuse new connections to this database and cut the existing ones.
+        try await PostgresAdministration.execute(
+            "ALTER DATABASE \(location.database) ALLOW_CONNECTIONS false", at: admin, logger: quietLogger)
+        try await PostgresAdministration.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '\(location.database)'", at: admin,
+            logger: quietLogger)
+        await #expect(throws: StorageUnavailable.self) {
+            _ = try await storage.accounts.account(id: alice.id)
+        }
+        try await PostgresAdministration.execute(
+            "ALTER DATABASE \(location.database) ALLOW_CONNECTIONS true", at: admin, logger: quietLogger)
+        var found: Account?
+        let deadline = ContinuousClock.now + .seconds(20)
+        while found == nil, ContinuousClock.now < deadline {
+            found = try? await storage.accounts.account(id: alice.id)
+            if found == nil { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(found?.id == alice.id)
+        try await storage.close()
+    }
+
     @Test("two storages on one database migrate once and see each other's writes and notifications")
     func sharedDatabase() async throws {
         let location = try await freshPostgresDatabase(Backend.postgresURL!)
