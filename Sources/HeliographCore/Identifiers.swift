@@ -1,29 +1,32 @@
 import Foundation
 
-/// The stable identifier of an account. Random, so that ids reveal neither order nor count.
-public struct AccountID: Hashable, Sendable, Codable, CustomStringConvertible {
+/// A random UUID identifier with a role (account, device): the shared text form, parsing
+/// and coding, so each role is a distinct type with no repeated code.
+public protocol UUIDIdentifier: Hashable, Sendable, Codable, CustomStringConvertible {
     /// The underlying UUID.
-    public let rawValue: UUID
-
+    var rawValue: UUID { get }
     /// Wraps an existing UUID.
-    public init(_ rawValue: UUID) { self.rawValue = rawValue }
+    init(_ rawValue: UUID)
+}
 
+extension UUIDIdentifier {
     /// Parses the canonical textual form; `nil` when it is not a UUID.
     public init?(_ string: String) {
         guard let uuid = UUID(uuidString: string) else { return nil }
-        self.rawValue = uuid
+        self.init(uuid)
     }
 
     /// A fresh random identifier.
-    public static func random() -> AccountID { AccountID(UUID()) }
+    public static func random() -> Self { Self(UUID()) }
 
+    /// Lower-case UUID text, as stored and sent.
     public var description: String { rawValue.uuidString.lowercased() }
 
     public init(from decoder: any Decoder) throws {
         let string = try decoder.singleValueContainer().decode(String.self)
-        guard let id = AccountID(string) else {
+        guard let id = Self(string) else {
             throw DecodingError.dataCorrupted(
-                .init(codingPath: decoder.codingPath, debugDescription: "not an account id: \(string)"))
+                .init(codingPath: decoder.codingPath, debugDescription: "not an identifier: \(string)"))
         }
         self = id
     }
@@ -34,38 +37,16 @@ public struct AccountID: Hashable, Sendable, Codable, CustomStringConvertible {
     }
 }
 
-/// The stable identifier of one device (one logged-in installation) of an account.
-public struct DeviceID: Hashable, Sendable, Codable, CustomStringConvertible {
-    /// The underlying UUID.
+/// The stable identifier of an account. Random, so that ids reveal neither order nor count.
+public struct AccountID: UUIDIdentifier {
     public let rawValue: UUID
-
-    /// Wraps an existing UUID.
     public init(_ rawValue: UUID) { self.rawValue = rawValue }
+}
 
-    /// Parses the canonical textual form; `nil` when it is not a UUID.
-    public init?(_ string: String) {
-        guard let uuid = UUID(uuidString: string) else { return nil }
-        self.rawValue = uuid
-    }
-
-    /// A fresh random identifier.
-    public static func random() -> DeviceID { DeviceID(UUID()) }
-
-    public var description: String { rawValue.uuidString.lowercased() }
-
-    public init(from decoder: any Decoder) throws {
-        let string = try decoder.singleValueContainer().decode(String.self)
-        guard let id = DeviceID(string) else {
-            throw DecodingError.dataCorrupted(
-                .init(codingPath: decoder.codingPath, debugDescription: "not a device id: \(string)"))
-        }
-        self = id
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(description)
-    }
+/// The stable identifier of one device (one logged-in installation) of an account.
+public struct DeviceID: UUIDIdentifier {
+    public let rawValue: UUID
+    public init(_ rawValue: UUID) { self.rawValue = rawValue }
 }
 
 /// A client-chosen message identifier: the idempotency key of a send.

@@ -199,7 +199,8 @@ struct SocketGateway: Sendable {
         metrics.recordConnectedDevices(hub.connectedDeviceCount)
         let start = max(request.after ?? 0, 0)
         group.addTask {
-            await deliver(to: device.deviceID, after: start, wakeups: wakeups, outbound: outbound, logger: logger)
+            await deliver(
+                to: device.deviceID, after: start, wakeups: wakeups, outbound: outbound, logger: logger, close: close)
         }
         return try Self.sessionResponse(id: id, device: device, lastSequence: lastSequence)
     }
@@ -217,15 +218,24 @@ struct SocketGateway: Sendable {
     /// Pushes a device's inbox after `start`, then again after every wake-up, until cancelled.
     private func deliver(
         to device: DeviceID, after start: Int64, wakeups: AsyncStream<Void>, outbound: WebSocketOutboundWriter,
-        logger: Logger
+        logger: Logger, close: @escaping @Sendable (HeliographError, WebSocketErrorCode) async -> Void
     ) async {
         var cursor = start
         for await _ in wakeups {
             var more = true
             while more, !Task.isCancelled {
                 do {
-                    let batch = try await metrics.timed(\.storeFetchTime) {
-                        try await storage.inbox.envelopes(for: device, after: cursor, limit: Self.deliveryBatch)
+                    let batch: [Envelope]
+                    do {
+                        batch = try await metrics.timed(\.storeFetchTime) {
+                            try await storage.inbox.envelopes(for: device, after: cursor, limit: Self.deliveryBatch)
+                        }
+                    } catch let error where !(error is CancellationError) {
+                        // A socket that silently stopped receiving would look healthy to its client:
+                        // close it instead, so the client reconnects and resumes when the store is back.
+                        let failure = ErrorMapping.publicError(error, logger: logger)
+                        await close(failure, .unexpectedServerError)
+                        return
                     }
                     for envelope in batch {
                         let text = String(
@@ -238,7 +248,7 @@ struct SocketGateway: Sendable {
                 } catch is CancellationError {
                     return
                 } catch {
-                    // The socket is gone, or the store failed: stop; the client resumes on reconnect.
+                    // The socket is gone: stop; the client resumes on reconnect.
                     logger.debug("delivery stopped", metadata: ["device": "\(device)", "reason": "\(error)"])
                     return
                 }

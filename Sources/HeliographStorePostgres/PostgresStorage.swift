@@ -161,7 +161,7 @@ func withDeadline<T: Sendable>(
                 do {
                     let value = try await body()
                     outcome.withLock { $0.take() }?.resume(returning: value)
-                } catch let error as PSQLError where error.code != .server {
+                } catch let error as PSQLError where error.meansUnavailable {
                     outcome.withLock { $0.take() }?.resume(
                         throwing: StorageUnavailable("\(what): \(PostgresStorage.explain(error))"))
                 } catch {
@@ -179,6 +179,18 @@ func withDeadline<T: Sendable>(
         }
     } onCancel: {
         work.withLock { $0 }?.cancel()
+    }
+}
+
+extension PSQLError {
+    /// Whether the error says the database is unreachable or going away, rather than that the
+    /// statement was wrong: connection failures, and server errors of SQLSTATE classes 08
+    /// (connection exception), 53 (insufficient resources) and 57 (operator intervention,
+    /// such as an administrator terminating the connection or a shutdown).
+    var meansUnavailable: Bool {
+        guard code == .server else { return true }
+        guard let state = serverInfo?[.sqlState] else { return false }
+        return state.hasPrefix("08") || state.hasPrefix("53") || state.hasPrefix("57")
     }
 }
 
