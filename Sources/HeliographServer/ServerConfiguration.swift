@@ -6,8 +6,6 @@ public struct ServerConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     /// The TCP port; 0 picks a free one (tests).
     public var port: Int = 8080
-    /// Where the SQLite database lives.
-    public var dataDirectory: URL = URL(fileURLWithPath: "heliograph-data")
     /// The largest WebSocket frame or HTTP body accepted, in bytes.
     public var maxFrameBytes: Int = 256 * 1024
     /// The largest envelope payload accepted, in bytes (before base64).

@@ -183,7 +183,6 @@ extension HeliographCommand {
                 guard let parsed = T(text) else { throw ValidationError("\(name)='\(text)' is not a valid value") }
                 return parsed
             }
-            configuration.dataDirectory = storage.resolvedDataDirectory(environment)
             if let host = try value(host, "HELIOGRAPH_HOST") { configuration.host = host }
             if let port = try value(port, "HELIOGRAPH_PORT") {
                 guard (0...65535).contains(port) else { throw ValidationError("port must be 0-65535") }

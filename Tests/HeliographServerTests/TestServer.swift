@@ -25,7 +25,6 @@ struct TestServer: Sendable {
         let directory = temporaryDirectory("server")
         var configuration = ServerConfiguration()
         configuration.port = 0
-        configuration.dataDirectory = directory
         configure(&configuration)
         let storage = try SQLiteStorage(directory: directory)
         var logger = Logger(label: "test-server")
