@@ -21,19 +21,25 @@ extension ProcessTests {
         return "postgres://\(location.username)@\(location.host):\(location.port)/\(location.database)"
     }
 
-    @Test("two nodes: a message sent on one node reaches a device on the other in real time", .enabled(if: postgresURL != nil))
-    func crossNodeDelivery() async throws {
+    /// Two server nodes on one fresh database without rate limits, alice registered through
+    /// the first and bob through the second.
+    func twoNodes(_ label: String) async throws -> (ServerProcess, ServerProcess, HeliographClient, HeliographClient) {
         let database = try await freshDatabase()
-        let data = temporaryDirectory("nodes")
+        let data = temporaryDirectory(label)
         let profiles = ProfileStore(directory: data.appendingPathComponent("profiles"))
-        let node1 = try await ServerProcess(
-            dataDirectory: data, extraArguments: ["--database", database, "--pair-send-rate", "0", "--account-send-rate", "0"])
-        let node2 = try await ServerProcess(
-            dataDirectory: data, extraArguments: ["--database", database, "--pair-send-rate", "0", "--account-send-rate", "0"])
+        let arguments = ["--database", database, "--pair-send-rate", "0", "--account-send-rate", "0"]
+        let node1 = try await ServerProcess(dataDirectory: data, extraArguments: arguments)
+        let node2 = try await ServerProcess(dataDirectory: data, extraArguments: arguments)
         let alice = try await HeliographClient.register(
             username: "alice", server: node1.url, deviceName: "laptop", profileName: "alice", store: profiles)
         let bob = try await HeliographClient.register(
             username: "bob_b", server: node2.url, deviceName: "phone", profileName: "bob", store: profiles)
+        return (node1, node2, alice, bob)
+    }
+
+    @Test("two nodes: a message sent on one node reaches a device on the other in real time", .enabled(if: postgresURL != nil))
+    func crossNodeDelivery() async throws {
+        let (node1, node2, alice, bob) = try await twoNodes("nodes")
         let socket = try await HeliographConnection.connect(to: node2.url)
         _ = try await socket.request(.authenticate, AuthenticateRequest(token: bob.profile.token, after: 0), as: SessionInfo.self)
         try await Task.sleep(for: .milliseconds(200))
@@ -55,17 +61,7 @@ extension ProcessTests {
         "two nodes: a node killed mid-stream, its client resumes on the other, nothing lost, nothing duplicated",
         .enabled(if: postgresURL != nil))
     func failover() async throws {
-        let database = try await freshDatabase()
-        let data = temporaryDirectory("failover")
-        let profiles = ProfileStore(directory: data.appendingPathComponent("profiles"))
-        let node1 = try await ServerProcess(
-            dataDirectory: data, extraArguments: ["--database", database, "--pair-send-rate", "0", "--account-send-rate", "0"])
-        let node2 = try await ServerProcess(
-            dataDirectory: data, extraArguments: ["--database", database, "--pair-send-rate", "0", "--account-send-rate", "0"])
-        let alice = try await HeliographClient.register(
-            username: "alice", server: node1.url, deviceName: "laptop", profileName: "alice", store: profiles)
-        let bob = try await HeliographClient.register(
-            username: "bob_b", server: node2.url, deviceName: "phone", profileName: "bob", store: profiles)
+        let (node1, node2, alice, bob) = try await twoNodes("failover")
         let total = 150
 
         let sender = Task {
