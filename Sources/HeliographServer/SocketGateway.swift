@@ -138,7 +138,7 @@ struct SocketGateway: Sendable {
             do {
                 _ = try await services.messages.acknowledge(AckRequest(seq: seq), for: caller)
             } catch {
-                try? await outbound.write(.text(Self.errorFrame(publicError(error, logger: logger))))
+                try? await outbound.write(.text(Self.errorFrame(ErrorMapping.publicError(error, logger: logger))))
             }
         case .request:
             guard let id = head.id, !id.isEmpty, id.count <= Self.maximumRequestIDLength else {
@@ -164,7 +164,7 @@ struct SocketGateway: Sendable {
                 }
                 try? await outbound.write(.text(String(decoding: response, as: UTF8.self)))
             } catch {
-                let failure = publicError(error, logger: logger)
+                let failure = ErrorMapping.publicError(error, logger: logger)
                 metrics.countError(code: failure.code.rawValue)
                 try? await outbound.write(.text(Self.errorResponse(id: id, failure)))
             }
@@ -254,11 +254,6 @@ struct SocketGateway: Sendable {
                 }
             }
         }
-    }
-
-    /// The client-facing form of any error; unexpected ones are logged with their cause.
-    func publicError(_ error: any Error, logger: Logger) -> HeliographError {
-        ErrorMapping.publicError(error, logger: logger)
     }
 
     static func errorFrame(_ error: any Error) -> String {

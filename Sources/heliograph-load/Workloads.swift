@@ -120,6 +120,54 @@ func merged(_ receivers: [Receiver]) -> Histogram<UInt64> {
     return all
 }
 
+/// What one delivery run saw.
+struct DeliveryRun {
+    var sent: Int
+    var errors: Int
+    var firstError: String?
+    var delivered: Int
+    var seconds: Double
+    var latency: Histogram<UInt64>
+    var serverBefore: ProcessSample?
+    var serverAfter: ProcessSample?
+}
+
+/// Connects a receiving socket per device in `receiving` and a request socket per sender in
+/// `sending` (device, recipient name), drives the sends, waits until every send reached
+/// `fanOut` devices (or a timeout), and closes everything.
+func runDelivery(
+    receiving: [LoadDevice], sending: [(LoadDevice, String)], server: URL, serverPid: Int32?, rate: Double, window: Int,
+    duration: Double, limit: Int?, payloadBytes: Int, fanOut: Int
+) async throws -> DeliveryRun {
+    var receivers: [Receiver] = []
+    for device in receiving { receivers.append(try await Receiver(device: device, server: server)) }
+    var sockets: [(HeliographConnection, String)] = []
+    for (device, recipient) in sending { sockets.append((try await senderSocket(device, server: server), recipient)) }
+    let listeners = receivers
+    let listening = Task {
+        await withTaskGroup(of: Void.self) { group in for r in listeners { group.addTask { await r.run() } } }
+    }
+
+    let counters = SendCounters()
+    let before = ProcessSample(pid: serverPid)
+    let started = ContinuousClock.now
+    await drive(
+        senders: sockets, rate: rate, window: window, duration: duration, limit: limit, payloadBytes: payloadBytes,
+        counters: counters)
+    let sent = counters.sent.load(ordering: .relaxed)
+    await drain(receivers, expected: sent * fanOut)
+    let elapsed = started.duration(to: .now)
+    let after = ProcessSample(pid: serverPid)
+    let delivered = receivers.reduce(0) { $0 + $1.delivered }
+    for receiver in receivers { await receiver.finish() }
+    for (socket, _) in sockets { await socket.close() }
+    listening.cancel()
+    return DeliveryRun(
+        sent: sent, errors: counters.errors.load(ordering: .relaxed), firstError: counters.firstError.withLock { $0 },
+        delivered: delivered, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+        latency: merged(receivers), serverBefore: before, serverAfter: after)
+}
+
 extension LoadTool {
     /// Workload 1: N sender→receiver pairs.
     struct OneToOne: AsyncParsableCommand {
@@ -142,44 +190,22 @@ extension LoadTool {
             let receiverDevices = try await Provision.many(pairs) {
                 try await Provision.account("\(prefix)r\($0)", server: server)
             }
-            var receivers: [Receiver] = []
-            for device in receiverDevices { receivers.append(try await Receiver(device: device, server: server)) }
-            var sockets: [(HeliographConnection, String)] = []
-            for (index, device) in senders.enumerated() {
-                sockets.append((try await senderSocket(device, server: server), receiverDevices[index].username))
-            }
-            let listeners = receivers
-            let listening = Task {
-                await withTaskGroup(of: Void.self) { group in for r in listeners { group.addTask { await r.run() } } }
-            }
-
-            let counters = SendCounters()
-            let before = ProcessSample(pid: common.serverPid)
-            let started = ContinuousClock.now
-            await drive(
-                senders: sockets, rate: rate, window: window, duration: duration, limit: count, payloadBytes: payloadBytes,
-                counters: counters)
-            let sent = counters.sent.load(ordering: .relaxed)
-            await drain(receivers, expected: sent)
-            let elapsed = started.duration(to: .now)
-            let after = ProcessSample(pid: common.serverPid)
-            let delivered = receivers.reduce(0) { $0 + $1.delivered }
-            for receiver in receivers { await receiver.finish() }
-            for (socket, _) in sockets { await socket.close() }
-            listening.cancel()
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let run = try await runDelivery(
+                receiving: receiverDevices, sending: senders.enumerated().map { ($1, receiverDevices[$0].username) },
+                server: server, serverPid: common.serverPid, rate: rate, window: window, duration: duration, limit: count,
+                payloadBytes: payloadBytes, fanOut: 1)
             var report = Report(
                 workload: "one-to-one",
                 parameters: [
                     "pairs": "\(pairs)", "mode": rate > 0 ? "open" : "closed", "window": "\(window)",
                     "payloadBytes": "\(payloadBytes)",
                 ],
-                durationSeconds: seconds, offeredRate: rate > 0 ? rate : nil, sent: sent,
-                errors: counters.errors.load(ordering: .relaxed), delivered: delivered,
-                achievedRate: Double(delivered) / seconds, latencyMicroseconds: merged(receivers).summary)
-            report.attachServer(before: before, after: after, deliveries: delivered)
+                durationSeconds: run.seconds, offeredRate: rate > 0 ? rate : nil, sent: run.sent, errors: run.errors,
+                delivered: run.delivered, achievedRate: Double(run.delivered) / run.seconds,
+                latencyMicroseconds: run.latency.summary)
+            report.attachServer(before: run.serverBefore, after: run.serverAfter, deliveries: run.delivered)
             try report.print(json: common.json)
-            if let error = counters.firstError.withLock({ $0 }) { Swift.print("first error     \(error)") }
+            if let error = run.firstError { Swift.print("first error     \(error)") }
         }
     }
 
@@ -207,42 +233,22 @@ extension LoadTool {
             for first in firsts {
                 for _ in 1..<devices { recipientDevices.append(try await Provision.extraDevice(of: first, server: server)) }
             }
-            var receivers: [Receiver] = []
-            for device in recipientDevices { receivers.append(try await Receiver(device: device, server: server)) }
-            var sockets: [(HeliographConnection, String)] = []
-            for (index, device) in senderDevices.enumerated() {
-                sockets.append((try await senderSocket(device, server: server), firsts[index % firsts.count].username))
-            }
-            let listeners = receivers
-            let listening = Task {
-                await withTaskGroup(of: Void.self) { group in for r in listeners { group.addTask { await r.run() } } }
-            }
-
-            let counters = SendCounters()
-            let before = ProcessSample(pid: common.serverPid)
-            let started = ContinuousClock.now
-            await drive(
-                senders: sockets, rate: 0, window: window, duration: duration, limit: nil, payloadBytes: payloadBytes,
-                counters: counters)
-            let sent = counters.sent.load(ordering: .relaxed)
-            await drain(receivers, expected: sent * devices)
-            let elapsed = started.duration(to: .now)
-            let after = ProcessSample(pid: common.serverPid)
-            let delivered = receivers.reduce(0) { $0 + $1.delivered }
-            for receiver in receivers { await receiver.finish() }
-            listening.cancel()
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let run = try await runDelivery(
+                receiving: recipientDevices,
+                sending: senderDevices.enumerated().map { ($1, firsts[$0 % firsts.count].username) }, server: server,
+                serverPid: common.serverPid, rate: 0, window: window, duration: duration, limit: nil,
+                payloadBytes: payloadBytes, fanOut: devices)
             var report = Report(
                 workload: "multi-device",
                 parameters: [
                     "senders": "\(senders)", "recipients": "\(recipients)", "devicesPerRecipient": "\(devices)",
                     "window": "\(window)",
                 ],
-                durationSeconds: seconds, offeredRate: nil, sent: sent, errors: counters.errors.load(ordering: .relaxed),
-                delivered: delivered, achievedRate: Double(delivered) / seconds, latencyMicroseconds: merged(receivers).summary)
-            report.attachServer(before: before, after: after, deliveries: delivered)
+                durationSeconds: run.seconds, offeredRate: nil, sent: run.sent, errors: run.errors, delivered: run.delivered,
+                achievedRate: Double(run.delivered) / run.seconds, latencyMicroseconds: run.latency.summary)
+            report.attachServer(before: run.serverBefore, after: run.serverAfter, deliveries: run.delivered)
             try report.print(json: common.json)
-            if let error = counters.firstError.withLock({ $0 }) { Swift.print("first error     \(error)") }
+            if let error = run.firstError { Swift.print("first error     \(error)") }
         }
     }
 
