@@ -90,6 +90,8 @@ let package = Package(
             dependencies: [
                 "HeliographCore", "HeliographCrypto", "HeliographProtocol",
                 .product(name: "WSClient", package: "swift-websocket"),
+                // scrypt, for sealing the local key store with a passphrase.
+                .product(name: "CryptoExtras", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -126,6 +128,15 @@ let package = Package(
         .testTarget(
             name: "HeliographCoreTests",
             dependencies: ["HeliographCore", "HeliographCrypto", "HeliographProtocol"],
+            swiftSettings: strictSettings
+        ),
+        // Known-answer vectors for the primitives, and the session protocols built on them.
+        .testTarget(
+            name: "HeliographCryptoTests",
+            dependencies: [
+                "HeliographCore", "HeliographCrypto",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ],
             swiftSettings: strictSettings
         ),
         .testTarget(

@@ -6,6 +6,9 @@ import HeliographCore
 public struct IdentityKeyPair: Sendable {
     private let privateKey: Curve25519.Signing.PrivateKey
 
+    /// The signing key, for the domain-labelled signatures of this module.
+    var signingKey: Curve25519.Signing.PrivateKey { privateKey }
+
     /// A new random key pair.
     public init() { privateKey = Curve25519.Signing.PrivateKey() }
 
