@@ -110,7 +110,7 @@ let package = Package(
         .executableTarget(
             name: "helio",
             dependencies: [
-                "HeliographKit", "HeliographCore", "HeliographProtocol",
+                "HeliographKit", "HeliographCore", "HeliographCrypto", "HeliographProtocol",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             swiftSettings: strictSettings

@@ -125,11 +125,15 @@ public struct Envelope: Sendable, Equatable {
     public var serverTime: Date
     /// The opaque content.
     public var payload: Data
+    /// The sender's franking commitment, when the message carries one.
+    public var frankingCommitment: Data?
+    /// The server's franking tag for this copy (see HeliographCrypto's `Franking`).
+    public var frankingTag: Data?
 
     /// Creates an envelope value.
     public init(
         sequence: Int64, messageID: MessageID, sender: EnvelopeSender, recipientDeviceID: DeviceID, serverTime: Date,
-        payload: Data
+        payload: Data, frankingCommitment: Data? = nil, frankingTag: Data? = nil
     ) {
         self.sequence = sequence
         self.messageID = messageID
@@ -137,10 +141,29 @@ public struct Envelope: Sendable, Equatable {
         self.recipientDeviceID = recipientDeviceID
         self.serverTime = serverTime
         self.payload = payload
+        self.frankingCommitment = frankingCommitment
+        self.frankingTag = frankingTag
     }
 }
 
-/// A message handed to the store for delivery: one payload, several recipient devices.
+/// One device's copy of an outgoing message: end-to-end encryption makes each copy different.
+public struct EnvelopeCopy: Sendable, Equatable {
+    /// The receiving device.
+    public var deviceID: DeviceID
+    /// The opaque content for that device.
+    public var payload: Data
+    /// The server's franking tag for this copy, when the message carries a commitment.
+    public var frankingTag: Data?
+
+    /// Creates a copy.
+    public init(deviceID: DeviceID, payload: Data, frankingTag: Data? = nil) {
+        self.deviceID = deviceID
+        self.payload = payload
+        self.frankingTag = frankingTag
+    }
+}
+
+/// A message handed to the store for delivery: one copy per recipient device.
 public struct OutgoingMessage: Sendable {
     /// The sender's idempotency key.
     public var messageID: MessageID
@@ -148,24 +171,34 @@ public struct OutgoingMessage: Sendable {
     public var sender: EnvelopeSender
     /// The account addressed.
     public var recipientAccountID: AccountID
-    /// The devices to append an envelope for, one each.
-    public var recipientDeviceIDs: [DeviceID]
+    /// The copies to append, one per device (the recipient's, and the sender's other devices).
+    public var copies: [EnvelopeCopy]
     /// When the server accepted it.
     public var serverTime: Date
-    /// The opaque content.
-    public var payload: Data
+    /// The sender's franking commitment, stored with every copy.
+    public var frankingCommitment: Data?
 
-    /// Creates an outgoing message.
+    /// Creates an outgoing message with a copy per device.
     public init(
-        messageID: MessageID, sender: EnvelopeSender, recipientAccountID: AccountID, recipientDeviceIDs: [DeviceID],
-        serverTime: Date, payload: Data
+        messageID: MessageID, sender: EnvelopeSender, recipientAccountID: AccountID, copies: [EnvelopeCopy],
+        serverTime: Date, frankingCommitment: Data? = nil
     ) {
         self.messageID = messageID
         self.sender = sender
         self.recipientAccountID = recipientAccountID
-        self.recipientDeviceIDs = recipientDeviceIDs
+        self.copies = copies
         self.serverTime = serverTime
-        self.payload = payload
+        self.frankingCommitment = frankingCommitment
+    }
+
+    /// Creates an outgoing message with the same payload for every device.
+    public init(
+        messageID: MessageID, sender: EnvelopeSender, recipientAccountID: AccountID, recipientDeviceIDs: [DeviceID],
+        serverTime: Date, payload: Data
+    ) {
+        self.init(
+            messageID: messageID, sender: sender, recipientAccountID: recipientAccountID,
+            copies: recipientDeviceIDs.map { EnvelopeCopy(deviceID: $0, payload: payload) }, serverTime: serverTime)
     }
 }
 

@@ -96,14 +96,17 @@ public enum Franking {
     }
 
     /// The server's tag.
-    public static func tag(_ context: Context, serverSecret: SymmetricKey) -> Data {
-        Data(HMAC<SHA256>.authenticationCode(for: context.bytes, using: serverSecret))
+    public static func tag(_ context: Context, serverSecret: Data) -> Data {
+        Data(HMAC<SHA256>.authenticationCode(for: context.bytes, using: SymmetricKey(data: serverSecret)))
     }
 
     /// Whether `tag` is the server's tag for `context` (constant-time comparison).
-    public static func isValidTag(_ tag: Data, for context: Context, serverSecret: SymmetricKey) -> Bool {
-        HMAC<SHA256>.isValidAuthenticationCode(tag, authenticating: context.bytes, using: serverSecret)
+    public static func isValidTag(_ tag: Data, for context: Context, serverSecret: Data) -> Bool {
+        HMAC<SHA256>.isValidAuthenticationCode(tag, authenticating: context.bytes, using: SymmetricKey(data: serverSecret))
     }
+
+    /// A fresh server secret.
+    public static func newServerSecret() -> Data { Data.random(count: size) }
 }
 
 /// What travels inside the ciphertext: the franking key and the body.

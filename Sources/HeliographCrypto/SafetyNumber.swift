@@ -75,6 +75,14 @@ public struct SignedDeviceList: Sendable, Equatable, Codable {
     /// Ed25519 signature by the account identity over ``signedBytes``.
     public var signature: Data
 
+    /// A list as received (check it with ``verify(identity:)``).
+    public init(account: AccountID, version: UInt64, devices: [Entry], signature: Data) {
+        self.account = account
+        self.version = version
+        self.devices = devices
+        self.signature = signature
+    }
+
     /// Signs a list.
     public static func sign(account: AccountID, version: UInt64, devices: [Entry], with identity: IdentityKeyPair) throws
         -> SignedDeviceList

@@ -16,30 +16,39 @@ public final class HeliographClient: Sendable {
     private let store: ProfileStore
     private let state: Mutex<Profile>
     private let connection = Mutex<HeliographConnection?>(nil)
-    private let logger: Logger
+    let logger: Logger
+    /// The end-to-end key file of this profile.
+    public let keyStore: KeyStoreFile
 
     /// The current profile.
     public var profile: Profile { state.withLock { $0 } }
 
     /// Opens a saved profile.
-    public init(profileName: String, store: ProfileStore, logger: Logger = Logger(label: "heliograph.kit")) throws {
+    ///
+    /// With a `passphrase` the key file is sealed (see ``KeyStoreFile``).
+    public init(
+        profileName: String, store: ProfileStore, passphrase: String? = nil, logger: Logger = Logger(label: "heliograph.kit")
+    ) throws {
         self.profileName = profileName
         self.store = store
         self.state = Mutex(try store.load(profileName))
         self.logger = logger
+        keyStore = try KeyStoreFile(profile: profileName, store: store, passphrase: passphrase)
     }
 
-    private init(profile: Profile, profileName: String, store: ProfileStore, logger: Logger) {
+    private init(profile: Profile, profileName: String, store: ProfileStore, passphrase: String?, logger: Logger) throws {
         self.profileName = profileName
         self.store = store
         self.state = Mutex(profile)
         self.logger = logger
+        keyStore = try KeyStoreFile(profile: profileName, store: store, passphrase: passphrase)
     }
 
     /// Creates an account with a fresh identity key, logs this device in, and saves the profile.
+    /// With `encryption` (the default) the device then publishes its end-to-end keys.
     public static func register(
         username: String, server: URL, deviceName: String, profileName: String, store: ProfileStore,
-        logger: Logger = Logger(label: "heliograph.kit")
+        passphrase: String? = nil, encryption: Bool = true, logger: Logger = Logger(label: "heliograph.kit")
     ) async throws -> HeliographClient {
         guard !store.exists(profileName) else {
             throw HeliographError(.badRequest, "a profile named '\(profileName)' already exists in \(store.directory.path)")
@@ -49,15 +58,19 @@ public final class HeliographClient: Sendable {
         defer { Task { await connection.close() } }
         _ = try await connection.request(
             .register, RegisterRequest(username: username, identityKey: identity.publicKey.rawBytes), as: AccountInfo.self)
-        return try await login(
+        let client = try await login(
             over: connection, username: username, identity: identity, server: server, deviceName: deviceName,
-            profileName: profileName, store: store, logger: logger)
+            profileName: profileName, store: store, passphrase: passphrase, logger: logger)
+        if encryption { try await client.prepareEncryption() }
+        return client
     }
 
     /// Logs a new device in to an existing account with its identity private key, and saves the profile.
+    /// With `encryption` (the default) the device publishes its end-to-end keys and a new signed
+    /// device list, so contacts see the new device.
     public static func login(
         username: String, identityPrivateKey: Data, server: URL, deviceName: String, profileName: String,
-        store: ProfileStore, logger: Logger = Logger(label: "heliograph.kit")
+        store: ProfileStore, passphrase: String? = nil, encryption: Bool = true, logger: Logger = Logger(label: "heliograph.kit")
     ) async throws -> HeliographClient {
         guard !store.exists(profileName) else {
             throw HeliographError(.badRequest, "a profile named '\(profileName)' already exists in \(store.directory.path)")
@@ -65,14 +78,16 @@ public final class HeliographClient: Sendable {
         let identity = try IdentityKeyPair(privateKeyBytes: identityPrivateKey)
         let connection = try await HeliographConnection.connect(to: server, logger: logger)
         defer { Task { await connection.close() } }
-        return try await login(
+        let client = try await login(
             over: connection, username: username, identity: identity, server: server, deviceName: deviceName,
-            profileName: profileName, store: store, logger: logger)
+            profileName: profileName, store: store, passphrase: passphrase, logger: logger)
+        if encryption { try await client.prepareEncryption() }
+        return client
     }
 
     private static func login(
         over connection: HeliographConnection, username: String, identity: IdentityKeyPair, server: URL,
-        deviceName: String, profileName: String, store: ProfileStore, logger: Logger
+        deviceName: String, profileName: String, store: ProfileStore, passphrase: String?, logger: Logger
     ) async throws -> HeliographClient {
         let challenge = try await connection.request(
             .challenge, ChallengeRequest(username: username), as: ChallengeResponse.self)
@@ -86,8 +101,12 @@ public final class HeliographClient: Sendable {
         let profile = Profile(
             server: server, username: account.username, accountID: session.accountId, deviceID: session.deviceId,
             deviceName: deviceName, token: session.token, identityPrivateKey: identity.privateKeyBytes)
+        // A key file left behind by an earlier profile of this name belongs to another device.
+        let keys = try KeyStoreFile(profile: profileName, store: store)
+        if keys.exists { try FileManager.default.removeItem(at: keys.file) }
         try store.save(profile, as: profileName)
-        return HeliographClient(profile: profile, profileName: profileName, store: store, logger: logger)
+        return try HeliographClient(
+            profile: profile, profileName: profileName, store: store, passphrase: passphrase, logger: logger)
     }
 
     // MARK: Requests
@@ -184,6 +203,10 @@ public final class HeliographClient: Sendable {
         }
         guard advanced else { return }
         try store.save(profile, as: profileName)
+        // Decrypted copies kept for crash recovery are no longer needed once acknowledged.
+        if keyStore.exists {
+            try keyStore.update { keys in keys.decrypted = keys.decrypted.filter { $0.key > sequence } }
+        }
         // If the socket is down the saved position travels with the next `authenticate`.
         try? await receiving.withLock({ $0 })?.acknowledge(sequence)
     }
@@ -273,8 +296,9 @@ extension IncomingMessage {
     init(_ envelope: WireEnvelope) {
         self.init(
             sequence: envelope.seq, messageID: envelope.messageId.rawValue, sender: envelope.sender.username,
-            senderDevice: envelope.sender.deviceId.description,
+            senderAccount: envelope.sender.accountId, senderDevice: envelope.sender.deviceId.description,
             serverTime: Date(millisecondsSince1970: envelope.serverTime), payload: envelope.payload,
-            content: try? WireCodec.decode(MessageContent.self, from: envelope.payload))
+            content: try? WireCodec.decode(MessageContent.self, from: envelope.payload),
+            frankingCommitment: envelope.frankingCommitment, frankingTag: envelope.frankingTag)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import HeliographCore
 
 /// What a person writes, as carried inside an envelope's payload.
 ///
@@ -8,11 +9,14 @@ public struct MessageContent: Codable, Sendable, Equatable {
     public var text: String
     /// When the sender wrote it (ms since 1970), as the sender's clock saw it.
     public var sentAt: Int64
+    /// For the copies a sender's other devices get: whom the message was sent to.
+    public var to: String?
 
     /// Creates content.
-    public init(text: String, sentAt: Int64) {
+    public init(text: String, sentAt: Int64, to: String? = nil) {
         self.text = text
         self.sentAt = sentAt
+        self.to = to
     }
 }
 
@@ -24,12 +28,18 @@ public struct IncomingMessage: Sendable, Equatable {
     public var messageID: String
     /// The sender's name.
     public var sender: String
+    /// The sending account.
+    public var senderAccount: AccountID
     /// The sending device.
     public var senderDevice: String
     /// When the server accepted it.
     public var serverTime: Date
     /// The raw payload.
     public var payload: Data
-    /// The decoded content, when the payload is a ``MessageContent``.
+    /// The decoded content, when the payload is a plain ``MessageContent``.
     public var content: MessageContent?
+    /// The sender's franking commitment, if any.
+    public var frankingCommitment: Data?
+    /// The server's franking tag for this copy, if any.
+    public var frankingTag: Data?
 }

@@ -23,12 +23,20 @@ public enum APIMethod: String, Codable, Sendable, CaseIterable {
     case fetchInbox
     /// Acknowledge inbox envelopes.
     case ack
+    /// Publish the device's prekeys (and the account's signed device list).
+    case publishKeys
+    /// How many one-time prekeys the server still holds for the device.
+    case keyStatus
+    /// Prekey bundles of an account's devices.
+    case fetchKeys
+    /// Check a franked report of an end-to-end encrypted message.
+    case verifyReport
 
     /// Whether the method needs an authenticated session.
     public var requiresSession: Bool {
         switch self {
         case .register, .lookupAccount, .challenge, .login, .authenticate: false
-        case .listDevices, .revokeDevice, .send, .fetchInbox, .ack: true
+        case .listDevices, .revokeDevice, .send, .fetchInbox, .ack, .publishKeys, .keyStatus, .fetchKeys, .verifyReport: true
         }
     }
 }

@@ -185,7 +185,12 @@ public struct RevokeDeviceRequest: Codable, Sendable {
     public init(deviceId: DeviceID) { self.deviceId = deviceId }
 }
 
-/// `send` — POST /v1/messages: deliver an opaque payload to every device of an account.
+/// `send` — POST /v1/messages: deliver a message to every device of an account.
+///
+/// Either one `payload` for every device, or `copies`: one ciphertext per device — every active
+/// device of the recipient, plus every other active device of the sender (so a person's own
+/// devices see what it sent). With copies the device sets must match exactly, or the send is
+/// refused with `device_list_mismatch` naming the current devices.
 public struct SendRequest: Codable, Sendable {
     /// The idempotency key: a retry with the same id is delivered once.
     public var messageId: MessageID
@@ -193,14 +198,25 @@ public struct SendRequest: Codable, Sendable {
     public var to: String
     /// The exact devices the payload was encrypted for; when given it must equal the active list.
     public var devices: [DeviceID]?
-    /// The opaque content.
-    public var payload: Data
-    /// Creates the request.
+    /// The same opaque content for every device.
+    public var payload: Data?
+    /// One opaque content per device (end-to-end encrypted sends).
+    public var copies: [WireCopy]?
+    /// The sender's 32-byte franking commitment; the server then tags every copy.
+    public var frankingCommitment: Data?
+    /// Creates a request with one payload for all devices.
     public init(messageId: MessageID, to: String, devices: [DeviceID]? = nil, payload: Data) {
         self.messageId = messageId
         self.to = to
         self.devices = devices
         self.payload = payload
+    }
+    /// Creates a request with one copy per device.
+    public init(messageId: MessageID, to: String, copies: [WireCopy], frankingCommitment: Data?) {
+        self.messageId = messageId
+        self.to = to
+        self.copies = copies
+        self.frankingCommitment = frankingCommitment
     }
 }
 
@@ -251,13 +267,22 @@ public struct WireEnvelope: Codable, Sendable, Equatable {
     public var serverTime: Int64
     /// The opaque content.
     public var payload: Data
+    /// The sender's franking commitment, if the message carries one.
+    public var frankingCommitment: Data?
+    /// The server's franking tag for this device's copy.
+    public var frankingTag: Data?
     /// Creates the value.
-    public init(seq: Int64, messageId: MessageID, sender: WireSender, serverTime: Int64, payload: Data) {
+    public init(
+        seq: Int64, messageId: MessageID, sender: WireSender, serverTime: Int64, payload: Data, frankingCommitment: Data? = nil,
+        frankingTag: Data? = nil
+    ) {
         self.seq = seq
         self.messageId = messageId
         self.sender = sender
         self.serverTime = serverTime
         self.payload = payload
+        self.frankingCommitment = frankingCommitment
+        self.frankingTag = frankingTag
     }
 }
 
@@ -271,7 +296,9 @@ extension WireEnvelope {
                 accountId: envelope.sender.accountID, username: envelope.sender.username.display,
                 deviceId: envelope.sender.deviceID),
             serverTime: envelope.serverTime.millisecondsSince1970,
-            payload: envelope.payload
+            payload: envelope.payload,
+            frankingCommitment: envelope.frankingCommitment,
+            frankingTag: envelope.frankingTag
         )
     }
 }

@@ -37,6 +37,12 @@ struct APIDispatcher: Sendable {
         case .fetchInbox:
             return try reply(try await services.messages.fetch(try body(FetchInboxRequest.self), for: try session()))
         case .ack: return try reply(try await services.messages.acknowledge(try body(AckRequest.self), for: try session()))
+        case .publishKeys:
+            return try reply(try await services.keys.publish(try body(PublishKeysRequest.self), by: try session()))
+        case .keyStatus: return try reply(try await services.keys.status(for: try session()))
+        case .fetchKeys: return try reply(try await services.keys.fetch(try body(FetchKeysRequest.self), by: try session()))
+        case .verifyReport:
+            return try reply(try await services.reports.verify(try body(FrankedReportRequest.self), by: try session()))
         case .authenticate:
             throw HeliographError(.badRequest, "authenticate is handled by the socket")
         }

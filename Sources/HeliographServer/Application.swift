@@ -30,6 +30,10 @@ public struct HeliographServices: Sendable {
     public let devices: DeviceService
     /// Messages and inboxes.
     public let messages: MessageService
+    /// Prekey bundles for end-to-end sessions.
+    public let keys: KeyService
+    /// Verification of franked reports.
+    public let reports: ReportVerificationService
 
     /// Wires the services over one storage backend.
     public init(
@@ -41,10 +45,13 @@ public struct HeliographServices: Sendable {
         auth = AuthService(
             storage: storage, clock: clock, configuration: configuration, accounts: accounts, authLimiter: authLimiter)
         devices = DeviceService(storage: storage, clock: clock, hub: hub)
+        let franking = FrankingSecret(storage: storage)
         messages = MessageService(
             storage: storage, clock: clock, configuration: configuration, accounts: accounts, hub: hub, metrics: metrics,
             accountLimiter: RateLimiter(rate: configuration.accountSendRate, burst: configuration.accountSendBurst),
-            pairLimiter: RateLimiter(rate: configuration.pairSendRate, burst: configuration.pairSendBurst))
+            pairLimiter: RateLimiter(rate: configuration.pairSendRate, burst: configuration.pairSendBurst), franking: franking)
+        keys = KeyService(storage: storage, accounts: accounts)
+        reports = ReportVerificationService(storage: storage, secret: franking)
     }
 }
 

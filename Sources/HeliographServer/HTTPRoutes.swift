@@ -89,6 +89,28 @@ struct HTTPRoutes: Sendable {
             return try JSONBody.response(
                 try await services.messages.fetch(FetchInboxRequest(after: after ?? 0, limit: limit), for: caller))
         }
+        /// PUT /v1/keys — publish the calling device's prekeys (and the account's device list).
+        v1.put("keys") { request, _ in
+            let caller = try await authenticate(request)
+            return try JSONBody.response(try await services.keys.publish(try await decode(PublishKeysRequest.self, request), by: caller))
+        }
+        /// GET /v1/keys — how many one-time prekeys the server holds for the calling device.
+        v1.get("keys") { request, _ in
+            try JSONBody.response(try await services.keys.status(for: try await authenticate(request)))
+        }
+        /// POST /v1/keys/{username} — take a prekey bundle per active device of an account.
+        /// (POST, not GET: every call consumes one-time prekeys.)
+        v1.post("keys/:username") { request, context in
+            let caller = try await authenticate(request)
+            let username = try context.parameters.require("username")
+            return try JSONBody.response(try await services.keys.fetch(FetchKeysRequest(username: username), by: caller))
+        }
+        /// POST /v1/reports/verify — check a franked report of a received message.
+        v1.post("reports/verify") { request, _ in
+            let caller = try await authenticate(request)
+            return try JSONBody.response(
+                try await services.reports.verify(try await decode(FrankedReportRequest.self, request), by: caller))
+        }
         /// POST /v1/inbox/ack — acknowledge up to a sequence number.
         v1.post("inbox/ack") { request, _ in
             let caller = try await authenticate(request)

@@ -179,13 +179,14 @@ public struct MessageService: Sendable {
     let metrics: ServerMetrics
     let accountLimiter: RateLimiter
     let pairLimiter: RateLimiter
+    let franking: FrankingSecret
 
     /// `send`: stores one envelope per recipient device and answers only after the commit.
     public func send(_ request: SendRequest, from caller: AuthenticatedDevice) async throws -> SendResponse {
-        guard request.payload.count <= configuration.maxEnvelopeBytes else {
+        for size in [request.payload?.count ?? 0] + (request.copies ?? []).map(\.payload.count)
+        where size > configuration.maxEnvelopeBytes {
             throw HeliographError(
-                .payloadTooLarge,
-                "the payload is \(request.payload.count) bytes; the limit is \(configuration.maxEnvelopeBytes)")
+                .payloadTooLarge, "the payload is \(size) bytes; the limit is \(configuration.maxEnvelopeBytes)")
         }
         let recipient = try await accounts.requireAccount(named: request.to)
         try accountLimiter.take(caller.accountID.description, what: "messages")
@@ -197,20 +198,46 @@ public struct MessageService: Sendable {
         guard !targets.isEmpty else {
             throw HeliographError(.noDevices, "\(recipient.username) has no device to deliver to")
         }
-        if let listed = request.devices, Set(listed) != Set(targets) {
-            throw HeliographError(
-                .deviceListMismatch,
-                "the device list for \(recipient.username) is out of date; current devices: "
-                    + targets.map(\.description).joined(separator: ", "))
+        let copies: [EnvelopeCopy]
+        switch (request.payload, request.copies) {
+        case (let payload?, nil):
+            if let listed = request.devices, Set(listed) != Set(targets) {
+                throw HeliographError(
+                    .deviceListMismatch,
+                    "the device list for \(recipient.username) is out of date; current devices: "
+                        + targets.map(\.description).joined(separator: ", "))
+            }
+            copies = targets.map { EnvelopeCopy(deviceID: $0, payload: payload) }
+        case (nil, let wireCopies?):
+            copies = try await checkedCopies(wireCopies, recipient: recipient, targets: targets, caller: caller)
+        default:
+            throw HeliographError(.badRequest, "give either 'payload' (one for all devices) or 'copies' (one per device)")
         }
-        let receipt = try await metrics.timed(\.storeEnqueueTime) {
-            try await storage.inbox.enqueue(
-                OutgoingMessage(
-                    messageID: request.messageId,
-                    sender: EnvelopeSender(accountID: caller.accountID, username: caller.username, deviceID: caller.deviceID),
-                    recipientAccountID: recipient.id, recipientDeviceIDs: targets,
-                    serverTime: clock.now().wholeMilliseconds, payload: request.payload))
+        let serverTime = clock.now().wholeMilliseconds
+        var tagged = copies
+        if let commitment = request.frankingCommitment {
+            guard commitment.count == Franking.size else {
+                throw HeliographError(.badRequest, "frankingCommitment must be \(Franking.size) bytes")
+            }
+            let secret = try await franking.value()
+            let recipients = Set(targets)
+            for index in tagged.indices {
+                let device = tagged[index].deviceID
+                tagged[index].frankingTag = Franking.tag(
+                    Franking.Context(
+                        commitment: commitment, senderAccount: caller.accountID, senderDevice: caller.deviceID,
+                        recipientAccount: recipients.contains(device) ? recipient.id : caller.accountID,
+                        recipientDevice: device, serverTime: serverTime.millisecondsSince1970,
+                        messageID: request.messageId.rawValue),
+                    serverSecret: secret)
+            }
         }
+        let message = OutgoingMessage(
+            messageID: request.messageId,
+            sender: EnvelopeSender(accountID: caller.accountID, username: caller.username, deviceID: caller.deviceID),
+            recipientAccountID: recipient.id, copies: tagged, serverTime: serverTime,
+            frankingCommitment: request.frankingCommitment)
+        let receipt = try await metrics.timed(\.storeEnqueueTime) { try await storage.inbox.enqueue(message) }
         if !receipt.duplicate {
             metrics.recordAccepted(receipt.sequences.count)
             hub.wake(receipt.sequences.keys)
@@ -218,6 +245,39 @@ public struct MessageService: Sendable {
         return SendResponse(
             messageId: receipt.messageID, serverTime: receipt.serverTime.millisecondsSince1970,
             deviceCount: receipt.sequences.count, duplicate: receipt.duplicate)
+    }
+
+    /// Per-device copies must cover exactly the recipient's active devices and the sender's
+    /// other active devices: a copy missing means someone would silently not get the message.
+    private func checkedCopies(
+        _ wireCopies: [WireCopy], recipient: Account, targets: [DeviceID], caller: AuthenticatedDevice
+    ) async throws -> [EnvelopeCopy] {
+        // Only devices that published keys can get a ciphertext; one that has not yet cannot
+        // decrypt anything and is left out rather than blocking every send.
+        var keyed: [DeviceID] = []
+        for device in targets where try await storage.prekeys.keys(for: device) != nil { keyed.append(device) }
+        var own: [DeviceID] = []
+        if recipient.id != caller.accountID {
+            for device in try await storage.devices.devices(of: caller.accountID)
+            where device.isActive && device.id != caller.deviceID {
+                if try await storage.prekeys.keys(for: device.id) != nil { own.append(device.id) }
+            }
+        }
+        guard !keyed.isEmpty else {
+            throw HeliographError(.noDevices, "\(recipient.username) has no device that can receive encrypted messages yet")
+        }
+        let targets = keyed
+        let given = wireCopies.map(\.deviceId)
+        guard Set(given).count == given.count else {
+            throw HeliographError(.badRequest, "two copies name the same device")
+        }
+        guard Set(given) == Set(targets).union(own) else {
+            var message = "the device list for \(recipient.username) is out of date; current devices: "
+                + targets.map(\.description).joined(separator: ", ")
+            if !own.isEmpty { message += "; your other devices: " + own.map(\.description).joined(separator: ", ") }
+            throw HeliographError(.deviceListMismatch, message)
+        }
+        return wireCopies.map { EnvelopeCopy(deviceID: $0.deviceId, payload: $0.payload) }
     }
 
     /// `fetchInbox`: envelopes after a sequence number, for clients that poll.

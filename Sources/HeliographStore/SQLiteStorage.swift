@@ -16,6 +16,8 @@ public final class SQLiteStorage: HeliographStorage {
     public let sessions: any SessionStore
     public let challenges: any ChallengeStore
     public let inbox: any InboxStore
+    public let prekeys: any PrekeyStore
+    public let secrets: any ServerSecretStore
     /// One embedded database serves one node: no cross-node feed.
     public var changeFeed: (any InboxChangeFeed)? { nil }
 
@@ -36,6 +38,8 @@ public final class SQLiteStorage: HeliographStorage {
         sessions = SQLiteSessionStore(pool: pool)
         challenges = SQLiteChallengeStore(pool: pool)
         inbox = SQLiteInboxStore(pool: pool)
+        prekeys = SQLitePrekeyStore(pool: pool)
+        secrets = SQLiteSecretStore(pool: pool)
     }
 
     /// Opens the database `heliograph.sqlite` in `directory`, creating the directory (mode 0700).
@@ -125,6 +129,42 @@ enum SQLiteSchema {
                         PRIMARY KEY (sender_device_id, message_id)
                     ) WITHOUT ROWID;
                     CREATE INDEX sent_messages_by_time ON sent_messages(server_time);
+                    """)
+        }
+        migrator.registerMigration("v2-prekeys-franking") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE inbox ADD COLUMN franking_commitment BLOB;
+                    ALTER TABLE inbox ADD COLUMN franking_tag BLOB;
+                    CREATE TABLE device_keys (
+                        device_id TEXT PRIMARY KEY NOT NULL REFERENCES devices(id),
+                        account_id TEXT NOT NULL,
+                        agreement_key BLOB NOT NULL,
+                        agreement_signature BLOB NOT NULL,
+                        signed_prekey_id INTEGER NOT NULL,
+                        signed_prekey BLOB NOT NULL,
+                        signed_prekey_signature BLOB NOT NULL,
+                        last_resort_id INTEGER NOT NULL,
+                        last_resort_key BLOB NOT NULL,
+                        last_resort_signature BLOB NOT NULL
+                    );
+                    CREATE TABLE one_time_prekeys (
+                        device_id TEXT NOT NULL,
+                        kind INTEGER NOT NULL,
+                        key_id INTEGER NOT NULL,
+                        public_key BLOB NOT NULL,
+                        signature BLOB NOT NULL,
+                        PRIMARY KEY (device_id, kind, key_id)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE device_lists (
+                        account_id TEXT PRIMARY KEY NOT NULL,
+                        version INTEGER NOT NULL,
+                        list BLOB NOT NULL
+                    );
+                    CREATE TABLE server_secrets (
+                        name TEXT PRIMARY KEY NOT NULL,
+                        value BLOB NOT NULL
+                    );
                     """)
         }
         return migrator
@@ -223,8 +263,10 @@ struct SQLiteDeviceStore: DeviceStore {
             try db.execute(
                 sql: "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
                 arguments: [time.databaseMilliseconds, deviceID.description])
-            // A revoked device will never fetch its inbox: drop the copies now.
+            // A revoked device will never fetch its inbox: drop the copies now, and its keys so
+            // that nobody sets up a session with it any more.
             try db.execute(sql: "DELETE FROM inbox WHERE device_id = ?", arguments: [deviceID.description])
+            try SQLitePrekeyStore.deleteKeys(db, deviceID)
             return try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [deviceID.description])
                 .map(Self.device)
         }
@@ -334,7 +376,8 @@ struct SQLiteInboxStore: InboxStore {
             }
             let serverTime = message.serverTime.databaseMilliseconds
             var sequences: [DeviceID: Int64] = [:]
-            for deviceID in message.recipientDeviceIDs {
+            for copy in message.copies {
+                let deviceID = copy.deviceID
                 guard
                     let sequence = try Int64.fetchOne(
                         db,
@@ -343,12 +386,14 @@ struct SQLiteInboxStore: InboxStore {
                 else { continue }  // revoked since the caller listed it: nobody will read that copy
                 try db.execute(
                     sql: """
-                        INSERT INTO inbox (device_id, seq, message_id, sender_account_id, sender_username, sender_device_id, server_time, payload)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                        INSERT INTO inbox (device_id, seq, message_id, sender_account_id, sender_username, sender_device_id,
+                                           server_time, payload, franking_commitment, franking_tag)
+                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """,
                     arguments: [
                         deviceID.description, sequence, message.messageID.rawValue, message.sender.accountID.description,
-                        message.sender.username.display, senderDevice, serverTime, message.payload,
+                        message.sender.username.display, senderDevice, serverTime, copy.payload, message.frankingCommitment,
+                        copy.frankingTag,
                     ])
                 sequences[deviceID] = sequence
             }
@@ -376,7 +421,9 @@ struct SQLiteInboxStore: InboxStore {
                         deviceID: try row.deviceID("sender_device_id")),
                     recipientDeviceID: deviceID,
                     serverTime: Date(millisecondsSince1970: row["server_time"]),
-                    payload: row["payload"]
+                    payload: row["payload"],
+                    frankingCommitment: row["franking_commitment"],
+                    frankingTag: row["franking_tag"]
                 )
             }
         }
@@ -415,6 +462,134 @@ struct SQLiteInboxStore: InboxStore {
             let deleted = db.changesCount
             try db.execute(sql: "DELETE FROM sent_messages WHERE server_time < ?", arguments: [time.databaseMilliseconds])
             return deleted
+        }
+    }
+}
+
+struct SQLitePrekeyStore: PrekeyStore {
+    let pool: DatabasePool
+
+    func setKeys(_ keys: DeviceKeyRecord) async throws {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT OR REPLACE INTO device_keys (device_id, account_id, agreement_key, agreement_signature,
+                        signed_prekey_id, signed_prekey, signed_prekey_signature, last_resort_id, last_resort_key, last_resort_signature)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """,
+                arguments: [
+                    keys.deviceID.description, keys.accountID.description, keys.agreementKey, keys.agreementSignature,
+                    keys.signedPrekey.id, keys.signedPrekey.publicKey, keys.signedPrekey.signature, keys.lastResortPrekey.id,
+                    keys.lastResortPrekey.publicKey, keys.lastResortPrekey.signature,
+                ])
+        }
+    }
+
+    func addOneTimePrekeys(_ prekeys: [StoredPrekey], for deviceID: DeviceID) async throws {
+        try await pool.write { db in
+            for prekey in prekeys {
+                try db.execute(
+                    sql: """
+                        INSERT OR IGNORE INTO one_time_prekeys (device_id, kind, key_id, public_key, signature)
+                        VALUES (?, ?, ?, ?, ?)
+                        """,
+                    arguments: [deviceID.description, prekey.kind, prekey.id, prekey.publicKey, prekey.signature])
+            }
+        }
+    }
+
+    func keys(for deviceID: DeviceID) async throws -> DeviceKeyRecord? {
+        try await pool.read { db in try Self.keys(db, deviceID) }
+    }
+
+    private static func keys(_ db: Database, _ deviceID: DeviceID) throws -> DeviceKeyRecord? {
+        guard
+            let row = try Row.fetchOne(
+                db, sql: "SELECT * FROM device_keys WHERE device_id = ?", arguments: [deviceID.description])
+        else { return nil }
+        return DeviceKeyRecord(
+            deviceID: deviceID, accountID: try row.accountID("account_id"), agreementKey: row["agreement_key"],
+            agreementSignature: row["agreement_signature"],
+            signedPrekey: StoredPrekey(
+                kind: 1, id: row["signed_prekey_id"], publicKey: row["signed_prekey"],
+                signature: row["signed_prekey_signature"]),
+            lastResortPrekey: StoredPrekey(
+                kind: 4, id: row["last_resort_id"], publicKey: row["last_resort_key"], signature: row["last_resort_signature"]))
+    }
+
+    func claim(for deviceID: DeviceID) async throws -> ClaimedPrekeys? {
+        // In the single writer: a one-time prekey deleted here can never be returned twice.
+        try await pool.write { db in
+            guard let keys = try Self.keys(db, deviceID) else { return nil }
+            func take(_ kind: Int) throws -> StoredPrekey? {
+                guard
+                    let row = try Row.fetchOne(
+                        db,
+                        sql: """
+                            DELETE FROM one_time_prekeys WHERE device_id = ?1 AND kind = ?2 AND key_id =
+                                (SELECT min(key_id) FROM one_time_prekeys WHERE device_id = ?1 AND kind = ?2)
+                            RETURNING key_id, public_key, signature
+                            """,
+                        arguments: [deviceID.description, kind])
+                else { return nil }
+                return StoredPrekey(kind: kind, id: row["key_id"], publicKey: row["public_key"], signature: row["signature"])
+            }
+            return ClaimedPrekeys(
+                keys: keys, oneTimePrekey: try take(StoredPrekey.oneTimeKind), kemPrekey: try take(StoredPrekey.kemKind))
+        }
+    }
+
+    func oneTimeCounts(for deviceID: DeviceID) async throws -> (x25519: Int, kem: Int) {
+        try await pool.read { db in
+            let rows = try Row.fetchAll(
+                db, sql: "SELECT kind, count(*) AS n FROM one_time_prekeys WHERE device_id = ? GROUP BY kind",
+                arguments: [deviceID.description])
+            var counts: [Int: Int] = [:]
+            for row in rows { counts[row["kind"]] = row["n"] }
+            return (counts[StoredPrekey.oneTimeKind] ?? 0, counts[StoredPrekey.kemKind] ?? 0)
+        }
+    }
+
+    func deleteKeys(for deviceID: DeviceID) async throws {
+        try await pool.write { db in try SQLitePrekeyStore.deleteKeys(db, deviceID) }
+    }
+
+    static func deleteKeys(_ db: Database, _ deviceID: DeviceID) throws {
+        try db.execute(sql: "DELETE FROM one_time_prekeys WHERE device_id = ?", arguments: [deviceID.description])
+        try db.execute(sql: "DELETE FROM device_keys WHERE device_id = ?", arguments: [deviceID.description])
+    }
+
+    func storeDeviceList(account: AccountID, version: Int64, list: Data) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(
+                sql: """
+                    INSERT INTO device_lists (account_id, version, list) VALUES (?, ?, ?)
+                    ON CONFLICT (account_id) DO UPDATE SET version = excluded.version, list = excluded.list
+                    WHERE excluded.version > device_lists.version
+                    """,
+                arguments: [account.description, version, list])
+            return db.changesCount == 1
+        }
+    }
+
+    func deviceList(account: AccountID) async throws -> (version: Int64, list: Data)? {
+        try await pool.read { db in
+            guard
+                let row = try Row.fetchOne(
+                    db, sql: "SELECT version, list FROM device_lists WHERE account_id = ?", arguments: [account.description])
+            else { return nil }
+            return (row["version"], row["list"])
+        }
+    }
+}
+
+struct SQLiteSecretStore: ServerSecretStore {
+    let pool: DatabasePool
+
+    func secret(named name: String, create: @Sendable () -> Data) async throws -> Data {
+        try await pool.write { db in
+            try db.execute(sql: "INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)", arguments: [name, create()])
+            return try Data.fetchOne(db, sql: "SELECT value FROM server_secrets WHERE name = ?", arguments: [name]) ?? Data()
         }
     }
 }

@@ -68,6 +68,107 @@ public protocol InboxStore: Sendable {
     func deleteExpired(before time: Date) async throws -> Int
 }
 
+/// A published prekey as stored. The server keeps the signature so that clients can check it;
+/// it checks it itself on upload, but clients never rely on that.
+public struct StoredPrekey: Sendable, Equatable {
+    /// The kind, as HeliographCrypto's `PrekeyKind` numbers it (1 signed, 2 one-time X25519,
+    /// 3 one-time ML-KEM, 4 last-resort ML-KEM).
+    public var kind: Int
+    /// The device-chosen id (0…2³²−1).
+    public var id: Int64
+    /// The public key.
+    public var publicKey: Data
+    /// The account identity's signature.
+    public var signature: Data
+
+    /// The kind number of one-time X25519 prekeys.
+    public static let oneTimeKind = 2
+    /// The kind number of one-time ML-KEM prekeys.
+    public static let kemKind = 3
+
+    /// Creates the value.
+    public init(kind: Int, id: Int64, publicKey: Data, signature: Data) {
+        self.kind = kind
+        self.id = id
+        self.publicKey = publicKey
+        self.signature = signature
+    }
+}
+
+/// A device's long-lived published keys.
+public struct DeviceKeyRecord: Sendable, Equatable {
+    /// The device.
+    public var deviceID: DeviceID
+    /// Its account.
+    public var accountID: AccountID
+    /// The X25519 agreement key.
+    public var agreementKey: Data
+    /// The identity signature over it.
+    public var agreementSignature: Data
+    /// The current signed prekey.
+    public var signedPrekey: StoredPrekey
+    /// The last-resort ML-KEM prekey, handed out when the one-time ones are exhausted.
+    public var lastResortPrekey: StoredPrekey
+
+    /// Creates the value.
+    public init(
+        deviceID: DeviceID, accountID: AccountID, agreementKey: Data, agreementSignature: Data, signedPrekey: StoredPrekey,
+        lastResortPrekey: StoredPrekey
+    ) {
+        self.deviceID = deviceID
+        self.accountID = accountID
+        self.agreementKey = agreementKey
+        self.agreementSignature = agreementSignature
+        self.signedPrekey = signedPrekey
+        self.lastResortPrekey = lastResortPrekey
+    }
+}
+
+/// What one bundle request takes from a device's published keys.
+public struct ClaimedPrekeys: Sendable, Equatable {
+    /// The long-lived keys.
+    public var keys: DeviceKeyRecord
+    /// A one-time X25519 prekey, now removed from the store; nil when none was left.
+    public var oneTimePrekey: StoredPrekey?
+    /// A one-time ML-KEM prekey, now removed; nil when none was left (use the last-resort key).
+    public var kemPrekey: StoredPrekey?
+
+    /// Creates the value.
+    public init(keys: DeviceKeyRecord, oneTimePrekey: StoredPrekey?, kemPrekey: StoredPrekey?) {
+        self.keys = keys
+        self.oneTimePrekey = oneTimePrekey
+        self.kemPrekey = kemPrekey
+    }
+}
+
+/// Published device keys for end-to-end session setup, and signed device lists.
+public protocol PrekeyStore: Sendable {
+    /// Stores or replaces a device's long-lived keys.
+    func setKeys(_ keys: DeviceKeyRecord) async throws
+    /// Adds one-time prekeys (kinds 2 and 3); an id already stored for that kind is left as it is.
+    func addOneTimePrekeys(_ prekeys: [StoredPrekey], for deviceID: DeviceID) async throws
+    /// The long-lived keys of a device, if it published any.
+    func keys(for deviceID: DeviceID) async throws -> DeviceKeyRecord?
+    /// Takes one one-time prekey of each kind, removing them. Under concurrent calls each
+    /// one-time prekey is handed out exactly once. Nil when the device has no keys.
+    func claim(for deviceID: DeviceID) async throws -> ClaimedPrekeys?
+    /// How many one-time prekeys of each kind are left.
+    func oneTimeCounts(for deviceID: DeviceID) async throws -> (x25519: Int, kem: Int)
+    /// Deletes every published key of a device (on revocation).
+    func deleteKeys(for deviceID: DeviceID) async throws
+    /// Stores an account's signed device list if `version` is above the stored one; returns
+    /// whether it was stored.
+    func storeDeviceList(account: AccountID, version: Int64, list: Data) async throws -> Bool
+    /// The account's latest device list.
+    func deviceList(account: AccountID) async throws -> (version: Int64, list: Data)?
+}
+
+/// Server-wide secrets shared by every node (the franking key), kept in the database.
+public protocol ServerSecretStore: Sendable {
+    /// The named secret; the first caller's `create()` value wins, even across nodes.
+    func secret(named name: String, create: @Sendable () -> Data) async throws -> Data
+}
+
 /// A change to inboxes, as seen by every node sharing a database.
 public enum InboxChange: Sendable, Equatable {
     /// These devices' inboxes grew.
@@ -106,6 +207,10 @@ public protocol HeliographStorage: Sendable {
     var challenges: any ChallengeStore { get }
     /// Inboxes.
     var inbox: any InboxStore { get }
+    /// Published prekeys and device lists.
+    var prekeys: any PrekeyStore { get }
+    /// Server-wide secrets.
+    var secrets: any ServerSecretStore { get }
     /// Cross-node wake-ups, for backends shared by several server nodes; nil for one node.
     var changeFeed: (any InboxChangeFeed)? { get }
     /// A cheap round trip, for readiness checks.

@@ -67,6 +67,8 @@ public final class PostgresStorage: HeliographStorage {
     public let sessions: any SessionStore
     public let challenges: any ChallengeStore
     public let inbox: any InboxStore
+    public let prekeys: any PrekeyStore
+    public let secrets: any ServerSecretStore
     public var changeFeed: (any InboxChangeFeed)? { feed }
 
     /// Connects, checks the database answers within `connectTimeout`, and migrates it.
@@ -102,6 +104,8 @@ public final class PostgresStorage: HeliographStorage {
         sessions = PostgresSessionStore(client: client, timeout: operationTimeout)
         challenges = PostgresChallengeStore(client: client, timeout: operationTimeout)
         inbox = PostgresInboxStore(client: client, logger: logger, timeout: operationTimeout)
+        prekeys = PostgresPrekeyStore(client: client, timeout: operationTimeout)
+        secrets = PostgresSecretStore(client: client, timeout: operationTimeout)
         do {
             // One direct connection first: it fails at once with the real cause (refused,
             // unknown host, bad password) instead of the pool's silent retries.
@@ -272,7 +276,39 @@ enum PostgresSchema {
                 """,
                 "CREATE INDEX sent_messages_by_time ON sent_messages(server_time)",
             ]
-        )
+        ),
+        (
+            "v2-prekeys-franking",
+            [
+                "ALTER TABLE inbox ADD COLUMN franking_commitment bytea, ADD COLUMN franking_tag bytea",
+                """
+                CREATE TABLE device_keys (
+                    device_id uuid PRIMARY KEY REFERENCES devices(id),
+                    account_id uuid NOT NULL,
+                    agreement_key bytea NOT NULL,
+                    agreement_signature bytea NOT NULL,
+                    signed_prekey_id bigint NOT NULL,
+                    signed_prekey bytea NOT NULL,
+                    signed_prekey_signature bytea NOT NULL,
+                    last_resort_id bigint NOT NULL,
+                    last_resort_key bytea NOT NULL,
+                    last_resort_signature bytea NOT NULL
+                )
+                """,
+                """
+                CREATE TABLE one_time_prekeys (
+                    device_id uuid NOT NULL,
+                    kind integer NOT NULL,
+                    key_id bigint NOT NULL,
+                    public_key bytea NOT NULL,
+                    signature bytea NOT NULL,
+                    PRIMARY KEY (device_id, kind, key_id)
+                )
+                """,
+                "CREATE TABLE device_lists (account_id uuid PRIMARY KEY, version bigint NOT NULL, list bytea NOT NULL)",
+                "CREATE TABLE server_secrets (name text PRIMARY KEY, value bytea NOT NULL)",
+            ]
+        ),
     ]
 
     /// An arbitrary constant: the advisory lock that serialises migrations across nodes.

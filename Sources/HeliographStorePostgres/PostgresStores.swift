@@ -2,6 +2,7 @@ import Foundation
 import HeliographCore
 import HeliographStore
 import Logging
+import NIOCore
 import PostgresNIO
 
 // The stores on PostgreSQL. Every query binds its values (never string concatenation), and
@@ -106,9 +107,11 @@ struct PostgresDeviceStore: DeviceStore {
                     RETURNING id, account_id, name, created_at, revoked_at
                     """, logger: Logger(label: "heliograph.postgres"))
                 let device = try await Self.all(rows).first
-                // A revoked device will never fetch its inbox: drop the copies now.
+                // A revoked device will never fetch its inbox: drop the copies now, and its keys so
+                // that nobody sets up a session with it any more.
                 try await connection.query(
                     "DELETE FROM inbox WHERE device_id = \(deviceID.rawValue)", logger: Logger(label: "heliograph.postgres"))
+                try await PostgresPrekeyStore.deleteKeys(connection, deviceID, logger: Logger(label: "heliograph.postgres"))
                 return device
             }
         }
@@ -234,7 +237,7 @@ struct PostgresInboxStore: InboxStore {
                 }
                 // Lock the recipient devices in id order, so concurrent fan-outs cannot deadlock,
                 // then take one sequence number per device in a single statement.
-                let ids = message.recipientDeviceIDs.map(\.rawValue).sorted { $0.uuidString < $1.uuidString }
+                let ids = message.copies.map(\.deviceID.rawValue).sorted { $0.uuidString < $1.uuidString }
                 try await connection.query(
                     "SELECT id FROM devices WHERE id = ANY(\(ids)) ORDER BY id FOR UPDATE", logger: logger)
                 var sequences: [DeviceID: Int64] = [:]
@@ -249,14 +252,19 @@ struct PostgresInboxStore: InboxStore {
                 }
                 if !sequences.isEmpty {
                     // One multi-row insert for the whole fan-out.
-                    let devices = Array(sequences.keys.map(\.rawValue))
-                    let seqs = devices.map { sequences[DeviceID($0)]! }
+                    let copies = message.copies.filter { sequences[$0.deviceID] != nil }
+                    let devices = copies.map(\.deviceID.rawValue)
+                    let seqs = copies.map { sequences[$0.deviceID]! }
+                    let payloads = copies.map { ByteBuffer(bytes: $0.payload) }
+                    // An empty tag stands for "none" inside the array; NULLIF restores it.
+                    let tags = copies.map { ByteBuffer(bytes: $0.frankingTag ?? Data()) }
                     try await connection.query(
                         """
-                        INSERT INTO inbox (device_id, seq, message_id, sender_account_id, sender_username, sender_device_id, server_time, payload)
+                        INSERT INTO inbox (device_id, seq, message_id, sender_account_id, sender_username, sender_device_id,
+                                           server_time, payload, franking_commitment, franking_tag)
                         SELECT d, s, \(messageID), \(message.sender.accountID.rawValue), \(message.sender.username.display),
-                               \(senderDevice), \(serverTime), \(message.payload)
-                        FROM unnest(\(devices)::uuid[], \(seqs)::int8[]) AS t(d, s)
+                               \(senderDevice), \(serverTime), p, \(message.frankingCommitment), NULLIF(f, ''::bytea)
+                        FROM unnest(\(devices)::uuid[], \(seqs)::int8[], \(payloads)::bytea[], \(tags)::bytea[]) AS t(d, s, p, f)
                         """, logger: logger)
                 }
                 try await connection.query(
@@ -292,7 +300,7 @@ struct PostgresInboxStore: InboxStore {
                             accountID: AccountID(row.senderAccount), username: try Username(validating: row.senderName),
                             deviceID: DeviceID(row.senderDevice)),
                         recipientDeviceID: deviceID, serverTime: Date(millisecondsSince1970: row.serverTime),
-                        payload: row.payload))
+                        payload: row.payload, frankingCommitment: row.frankingCommitment, frankingTag: row.frankingTag))
             }
             return envelopes
         }
@@ -346,7 +354,8 @@ struct PostgresInboxStore: InboxStore {
 /// `envelopes(for:after:limit:)` as a prepared statement.
 struct FetchInboxStatement: PostgresPreparedStatement {
     static let sql = """
-        SELECT seq, message_id, sender_account_id, sender_username, sender_device_id, server_time, payload
+        SELECT seq, message_id, sender_account_id, sender_username, sender_device_id, server_time, payload,
+               franking_commitment, franking_tag
         FROM inbox WHERE device_id = $1 AND seq > $2 ORDER BY seq LIMIT $3
         """
 
@@ -358,6 +367,8 @@ struct FetchInboxStatement: PostgresPreparedStatement {
         var senderDevice: UUID
         var serverTime: Int64
         var payload: Data
+        var frankingCommitment: Data?
+        var frankingTag: Data?
     }
 
     var device: UUID
@@ -373,11 +384,11 @@ struct FetchInboxStatement: PostgresPreparedStatement {
     }
 
     func decodeRow(_ row: PostgresRow) throws -> Row {
-        let (seq, messageID, account, name, device, time, payload) = try row.decode(
-            (Int64, String, UUID, String, UUID, Int64, Data).self)
+        let (seq, messageID, account, name, device, time, payload, commitment, tag) = try row.decode(
+            (Int64, String, UUID, String, UUID, Int64, Data, Data?, Data?).self)
         return Row(
             seq: seq, messageID: messageID, senderAccount: account, senderName: name, senderDevice: device, serverTime: time,
-            payload: payload)
+            payload: payload, frankingCommitment: commitment, frankingTag: tag)
     }
 }
 

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HeliographCore
+import HeliographCrypto
 import HeliographKit
 import HeliographProtocol
 import Logging
@@ -13,9 +14,11 @@ struct Helio: AsyncParsableCommand {
         abstract: "Send and receive Heliograph messages from the command line.",
         discussion: """
             Profiles (one per account and device) live in $XDG_CONFIG_HOME/heliograph, else \
-            ~/.config/heliograph. Use --profile to keep several on one machine.
+            ~/.config/heliograph. Use --profile to keep several on one machine. Messages are \
+            end-to-end encrypted; each profile's keys are in NAME.keys beside it (mode 0600), sealed \
+            with a passphrase when HELIO_PASSPHRASE is set.
             """,
-        subcommands: [Register.self, Login.self, Send.self, Listen.self, Devices.self, Whoami.self]
+        subcommands: [Register.self, Login.self, Send.self, Listen.self, Verify.self, Devices.self, Whoami.self]
     )
 }
 
@@ -35,8 +38,11 @@ struct GlobalOptions: ParsableArguments {
         ProfileStore(directory: configDir.map { URL(fileURLWithPath: $0) } ?? ProfileStore.defaultDirectory())
     }
 
+    /// The passphrase that seals the key file, if the person uses one.
+    var passphrase: String? { environment["HELIO_PASSPHRASE"].flatMap { $0.isEmpty ? nil : $0 } }
+
     func client() throws -> HeliographClient {
-        try HeliographClient(profileName: profileName, store: store, logger: quietLogger)
+        try HeliographClient(profileName: profileName, store: store, passphrase: passphrase, logger: quietLogger)
     }
 }
 
@@ -108,7 +114,8 @@ extension Helio {
             try await reportingErrors {
                 let client = try await HeliographClient.register(
                     username: username, server: try server.url(), deviceName: deviceName ?? defaultDeviceName,
-                    profileName: global.profileName, store: global.store, logger: quietLogger)
+                    profileName: global.profileName, store: global.store, passphrase: global.passphrase, logger: quietLogger)
+                await client.close()
                 let profile = client.profile
                 print("registered @\(profile.username) (device \(profile.deviceID)) in profile '\(global.profileName)'")
             }
@@ -139,7 +146,8 @@ extension Helio {
                     username: username, identityPrivateKey: source.identityPrivateKey,
                     server: server.server == nil ? source.server : try server.url(),
                     deviceName: deviceName ?? defaultDeviceName, profileName: global.profileName, store: global.store,
-                    logger: quietLogger)
+                    passphrase: global.passphrase, logger: quietLogger)
+                await client.close()
                 print(
                     "logged in @\(client.profile.username) as device \(client.profile.deviceID) in profile '\(global.profileName)'"
                 )
@@ -149,13 +157,17 @@ extension Helio {
 
     /// `helio send @name TEXT`
     struct Send: AsyncParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Send a message to every device of an account.")
+        static let configuration = CommandConfiguration(
+            abstract: "Send an end-to-end encrypted message to every device of an account (and your other devices).")
 
         @Argument(help: "The recipient, as @name or name.")
         var recipient: String
 
         @Argument(help: "The text; several words are joined with spaces.")
         var text: [String]
+
+        @Flag(help: "Send without end-to-end encryption (readable by the server; for testing only).")
+        var plaintext = false
 
         @OptionGroup var global: GlobalOptions
 
@@ -164,7 +176,14 @@ extension Helio {
                 let message = text.joined(separator: " ")
                 guard !message.isEmpty else { throw ValidationError("nothing to send: give the text after the recipient") }
                 let client = try global.client()
-                let response = try await client.send(text: message, to: recipient)
+                let response: SendResponse
+                if plaintext {
+                    response = try await client.send(text: message, to: recipient)
+                } else {
+                    let sent = try await client.sendEncrypted(text: message, to: recipient)
+                    for notice in sent.notices { FileHandle.standardError.write(Data("helio: note: \(notice)\n".utf8)) }
+                    response = sent.response
+                }
                 await client.close()
                 let devices = response.deviceCount == 1 ? "1 device" : "\(response.deviceCount) devices"
                 print("sent to \(recipient.hasPrefix("@") ? recipient : "@" + recipient) (\(devices))")
@@ -194,10 +213,24 @@ extension Helio {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         var received = 0
+                        _ = try? await client.prepareEncryption()
                         for try await message in client.messages() {
-                            let text = message.content?.text ?? "<\(message.payload.count) bytes>"
+                            let line: String
+                            switch try await client.open(message) {
+                            case .message(let decrypted):
+                                let time = formatter.string(from: message.serverTime)
+                                if decrypted.fromOwnDevice, let to = decrypted.content.to {
+                                    line = "\(time) you to @\(to): \(decrypted.content.text)\n"
+                                } else {
+                                    line = "\(time) @\(message.sender): \(decrypted.content.text)\n"
+                                }
+                            case .dropped(_, let reason):
+                                // Not shown as a message: it could not be authenticated.
+                                FileHandle.standardError.write(
+                                    Data("helio: dropped message \(message.sequence) from @\(message.sender): \(reason)\n".utf8))
+                                continue
+                            }
                             // Unbuffered, so a pipe sees each message as it arrives.
-                            let line = "\(formatter.string(from: message.serverTime)) @\(message.sender): \(text)\n"
                             FileHandle.standardOutput.write(Data(line.utf8))
                             received += 1
                             if let limit, received >= limit {
@@ -254,9 +287,48 @@ extension Helio {
                     guard let id = DeviceID(deviceID) else { throw ValidationError("'\(deviceID)' is not a device id") }
                     let client = try global.client()
                     let device = try await client.revokeDevice(id)
+                    // Re-sign the device list without the revoked device, unless it was this one.
+                    if id != client.profile.deviceID { try await client.publishDeviceList() }
                     await client.close()
                     print("revoked \(device.deviceId) (\(device.name))")
                 }
+            }
+        }
+    }
+
+    /// `helio verify @name`
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Show the safety number with an account; compare it in person or over another channel.",
+            discussion: """
+                Both of you run 'helio verify' for each other and compare the 60 digits. If they \
+                match, no one can read your messages in between; mark the contact with --confirm. The \
+                number changes when either identity key changes.
+                """)
+
+        @Argument(help: "The other account, as @name or name.")
+        var account: String
+
+        @Flag(help: "Record that you compared the numbers and they match.")
+        var confirm = false
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                let client = try global.client()
+                let (number, verified, notices) = try await client.safetyNumber(with: account)
+                for notice in notices { FileHandle.standardError.write(Data("helio: note: \(notice)\n".utf8)) }
+                if confirm { try await client.markVerified(account) }
+                await client.close()
+                let name = account.hasPrefix("@") ? account : "@" + account
+                print("safety number with \(name):")
+                let groups = number.description.split(separator: " ")
+                for row in stride(from: 0, to: groups.count, by: 4) {
+                    print("  " + groups[row..<min(row + 4, groups.count)].joined(separator: " "))
+                }
+                print("for a QR code: \(number.scannable)")
+                print(confirm || verified ? "status: verified" : "status: not verified (run again with --confirm once compared)")
             }
         }
     }
