@@ -188,6 +188,9 @@ public struct MessageService: Sendable {
             throw HeliographError(
                 .payloadTooLarge, "the payload is \(size) bytes; the limit is \(configuration.maxEnvelopeBytes)")
         }
+        if let commitment = request.frankingCommitment, commitment.count != Franking.size {
+            throw HeliographError(.badRequest, "frankingCommitment must be \(Franking.size) bytes")
+        }
         let recipient = try await accounts.requireAccount(named: request.to)
         try accountLimiter.take(caller.accountID.description, what: "messages")
         try pairLimiter.take("\(caller.accountID)>\(recipient.id)", what: "messages to \(recipient.username)")
@@ -216,9 +219,6 @@ public struct MessageService: Sendable {
         let serverTime = clock.now().wholeMilliseconds
         var tagged = copies
         if let commitment = request.frankingCommitment {
-            guard commitment.count == Franking.size else {
-                throw HeliographError(.badRequest, "frankingCommitment must be \(Franking.size) bytes")
-            }
             let secret = try await franking.value()
             let recipients = Set(targets)
             for index in tagged.indices {
