@@ -16,6 +16,7 @@ let package = Package(
         .executable(name: "heliograph-load", targets: ["heliograph-load"]),
         .library(name: "HeliographKit", targets: ["HeliographKit"]),
         .library(name: "HeliographCore", targets: ["HeliographCore"]),
+        .library(name: "HeliographCrypto", targets: ["HeliographCrypto"]),
         .library(name: "HeliographProtocol", targets: ["HeliographProtocol"]),
         .library(name: "HeliographStore", targets: ["HeliographStore"]),
     ],

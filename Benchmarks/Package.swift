@@ -14,6 +14,7 @@ let package = Package(
     dependencies: [
         .package(path: ".."),
         .package(url: "https://github.com/ordo-one/benchmark", from: "1.38.1", traits: ["MallocInterposer"]),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
         .executableTarget(
@@ -21,6 +22,8 @@ let package = Package(
             dependencies: [
                 .product(name: "Benchmark", package: "benchmark"),
                 .product(name: "HeliographCore", package: heliograph),
+                .product(name: "HeliographCrypto", package: heliograph),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "HeliographProtocol", package: heliograph),
                 .product(name: "HeliographStore", package: heliograph),
             ],

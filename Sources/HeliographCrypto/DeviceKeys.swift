@@ -172,7 +172,9 @@ public struct DeviceAgreementKey: Sendable, Equatable, Codable {
     }
 
     /// Signs a device's agreement key.
-    public static func sign(publicKey: Data, account: AccountID, device: DeviceID, with identity: IdentityKeyPair) throws
+    public static func sign(
+        publicKey: Data, account: AccountID, device: DeviceID, with identity: IdentityKeyPair
+    ) throws
         -> DeviceAgreementKey
     {
         var key = DeviceAgreementKey(publicKey: publicKey, signature: Data())

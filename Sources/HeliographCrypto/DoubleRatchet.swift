@@ -40,6 +40,8 @@ public struct RatchetSession: Sendable, Codable {
 
     private var rootKey: Data
     private var sendingRatchetPrivateKey: Data
+    /// Kept beside the private key: deriving it again would cost a scalar multiplication per message.
+    private var sendingRatchetPublicKey: Data
     private var remoteRatchetKey: Data?
     private var sendingChainKey: Data?
     private var receivingChainKey: Data?
@@ -74,6 +76,7 @@ public struct RatchetSession: Sendable, Codable {
             rootKey: setup.secret, dhOutput: try ratchet.sharedSecret(with: setup.remoteSignedPrekey))
         rootKey = root
         sendingRatchetPrivateKey = ratchet.privateKeyBytes
+        sendingRatchetPublicKey = ratchet.publicKeyBytes
         remoteRatchetKey = setup.remoteSignedPrekey
         sendingChainKey = chain
         self.maximumSkipped = maximumSkipped
@@ -89,6 +92,7 @@ public struct RatchetSession: Sendable, Codable {
     ) {
         rootKey = secret
         sendingRatchetPrivateKey = signedPrekey.privateKeyBytes
+        sendingRatchetPublicKey = signedPrekey.publicKeyBytes
         self.maximumSkipped = maximumSkipped
         self.associatedData = associatedData
         self.initiatorBaseKey = initiatorBaseKey
@@ -107,7 +111,7 @@ public struct RatchetSession: Sendable, Codable {
         guard let chainKey = sendingChainKey else { throw SessionError(.unknownSession, "the session has no sending chain") }
         let (messageKey, nextChainKey) = Self.chainStep(chainKey)
         let header = RatchetHeader(
-            ratchetKey: try AgreementKeyPair(privateKeyBytes: sendingRatchetPrivateKey).publicKeyBytes,
+            ratchetKey: sendingRatchetPublicKey,
             previousChainLength: previousSendCount, messageNumber: sendCount)
         let ciphertext = try Self.seal(plaintext, messageKey: messageKey, associatedData: associatedData + header.bytes)
         sendingChainKey = nextChainKey
@@ -132,7 +136,8 @@ public struct RatchetSession: Sendable, Codable {
         if let index = skippedKeys.firstIndex(where: {
             $0.ratchetKey == header.ratchetKey && $0.messageNumber == header.messageNumber
         }) {
-            let plaintext = try Self.open(message.ciphertext, messageKey: skippedKeys[index].messageKey, associatedData: associated)
+            let plaintext = try Self.open(
+                message.ciphertext, messageKey: skippedKeys[index].messageKey, associatedData: associated)
             skippedKeys.remove(at: index)
             pendingSetup = nil
             return plaintext
@@ -196,6 +201,7 @@ public struct RatchetSession: Sendable, Codable {
         let next = AgreementKeyPair()
         let (nextRoot, sending) = Self.rootStep(rootKey: rootKey, dhOutput: try next.sharedSecret(with: remoteKey))
         sendingRatchetPrivateKey = next.privateKeyBytes
+        sendingRatchetPublicKey = next.publicKeyBytes
         sendingChainKey = sending
         rootKey = nextRoot
     }
@@ -210,6 +216,7 @@ public struct RatchetSession: Sendable, Codable {
         previousSendCount = sendCount
         sendCount = 0
         sendingRatchetPrivateKey = next.privateKeyBytes
+        sendingRatchetPublicKey = next.publicKeyBytes
         sendingChainKey = sending
         rootKey = root
     }

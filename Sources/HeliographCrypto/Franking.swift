@@ -26,8 +26,9 @@ public enum Franking {
 
     /// The sender's commitment to a message body.
     public static func commitment(frankingKey: Data, messageID: String, sender: AccountID, body: Data) -> Data {
-        Data(HMAC<SHA256>.authenticationCode(
-            for: committedBytes(messageID: messageID, sender: sender, body: body), using: SymmetricKey(data: frankingKey)))
+        Data(
+            HMAC<SHA256>.authenticationCode(
+                for: committedBytes(messageID: messageID, sender: sender, body: body), using: SymmetricKey(data: frankingKey)))
     }
 
     /// The recipient's check after decrypting (constant-time comparison).

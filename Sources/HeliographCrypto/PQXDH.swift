@@ -57,7 +57,8 @@ public struct PrekeyHeader: Sendable, Equatable {
     }
 
     static func read(from reader: inout ByteReader) throws(SessionError) -> PrekeyHeader {
-        let agreement = DeviceAgreementKey(publicKey: try reader.readField(maximum: 32), signature: try reader.readField(maximum: 64))
+        let agreement = DeviceAgreementKey(
+            publicKey: try reader.readField(maximum: 32), signature: try reader.readField(maximum: 64))
         let baseKey = try reader.readData(32)
         let signedPrekeyID = try reader.readUInt32()
         let hasOneTime = try reader.readByte()

@@ -17,7 +17,9 @@ public struct SafetyNumber: Sendable, Equatable, CustomStringConvertible {
     static let iterations = 5_200
 
     /// The safety number of two accounts.
-    public init(_ first: (account: AccountID, identity: IdentityPublicKey), _ second: (account: AccountID, identity: IdentityPublicKey)) {
+    public init(
+        _ first: (account: AccountID, identity: IdentityPublicKey), _ second: (account: AccountID, identity: IdentityPublicKey)
+    ) {
         let halves = [Self.fingerprint(first.account, first.identity), Self.fingerprint(second.account, second.identity)]
             .sorted { $0.digits < $1.digits }
         digits = halves.map(\.digits).joined()
@@ -42,7 +44,9 @@ public struct SafetyNumber: Sendable, Equatable, CustomStringConvertible {
         }
         let bytes = hash.prefix(30)
         let digits = stride(from: 0, to: 30, by: 5).map { offset -> String in
-            let chunk = bytes[bytes.startIndex + offset..<bytes.startIndex + offset + 5].reduce(UInt64(0)) { $0 << 8 | UInt64($1) }
+            let chunk = bytes[bytes.startIndex + offset..<bytes.startIndex + offset + 5].reduce(UInt64(0)) {
+                $0 << 8 | UInt64($1)
+            }
             let text = String(chunk % 100_000)
             return String(repeating: "0", count: 5 - text.count) + text
         }.joined()
@@ -84,7 +88,9 @@ public struct SignedDeviceList: Sendable, Equatable, Codable {
     }
 
     /// Signs a list.
-    public static func sign(account: AccountID, version: UInt64, devices: [Entry], with identity: IdentityKeyPair) throws
+    public static func sign(
+        account: AccountID, version: UInt64, devices: [Entry], with identity: IdentityKeyPair
+    ) throws
         -> SignedDeviceList
     {
         var list = SignedDeviceList(

@@ -57,6 +57,8 @@ public struct EncryptedSend: Sendable {
 extension HeliographClient {
     /// One-time prekeys of each kind uploaded at a time.
     static let prekeyBatch = 50
+    /// One-time prekeys per upload request (about 40 KB of JSON at most).
+    static let prekeysPerRequest = 20
     /// Signed prekeys are replaced after a week and their private halves kept for a month, so
     /// that setup messages in flight during a rotation still open.
     static let signedPrekeyLifetime: Int64 = 7 * 24 * 3600 * 1000
@@ -119,7 +121,8 @@ extension HeliographClient {
             if !status.published {
                 for (id, key) in state.oneTimePrekeys {
                     oneTime.append(
-                        try wirePrekey(.oneTimePrekey, id, try AgreementKeyPair(privateKeyBytes: key.secret).publicKeyBytes, identity))
+                        try wirePrekey(
+                            .oneTimePrekey, id, try AgreementKeyPair(privateKeyBytes: key.secret).publicKeyBytes, identity))
                 }
                 for (id, key) in state.kemPrekeys {
                     oneTime.append(try wirePrekey(.kemPrekey, id, try KEMKeyPair(seed: key.secret).publicKeyBytes, identity))
@@ -147,14 +150,25 @@ extension HeliographClient {
             return request
         }
         if upload.agreementKey != nil || upload.oneTimePrekeys != nil {
-            status = try await call(.publishKeys, upload, as: KeyStatus.self)
+            // In chunks, so that each request stays far below the server's frame limit
+            // (an ML-KEM key alone is 1,184 bytes).
+            let oneTime = upload.oneTimePrekeys ?? []
+            var first = upload
+            first.oneTimePrekeys = oneTime.isEmpty ? nil : Array(oneTime.prefix(Self.prekeysPerRequest))
+            status = try await call(.publishKeys, first, as: KeyStatus.self)
+            for start in stride(from: Self.prekeysPerRequest, to: oneTime.count, by: Self.prekeysPerRequest) {
+                let chunk = Array(oneTime[start..<min(start + Self.prekeysPerRequest, oneTime.count)])
+                status = try await call(.publishKeys, PublishKeysRequest(oneTimePrekeys: chunk), as: KeyStatus.self)
+            }
             try keyStore.update { $0.published = true }
         }
         if firstTime { try await publishDeviceList() }
         return status
     }
 
-    private func wirePrekey(_ kind: PrekeyKind, _ id: UInt32, _ publicKey: Data, _ identity: IdentityKeyPair) throws
+    private func wirePrekey(
+        _ kind: PrekeyKind, _ id: UInt32, _ publicKey: Data, _ identity: IdentityKeyPair
+    ) throws
         -> WirePrekey
     {
         let profile = self.profile
@@ -174,7 +188,8 @@ extension HeliographClient {
             let others = try await call(.fetchKeys, FetchKeysRequest(username: profile.username), as: FetchKeysResponse.self)
             var entries = [
                 SignedDeviceList.Entry(
-                    device: profile.deviceID, agreementKey: try AgreementKeyPair(privateKeyBytes: own.agreementKey).publicKeyBytes)
+                    device: profile.deviceID, agreementKey: try AgreementKeyPair(privateKeyBytes: own.agreementKey).publicKeyBytes
+                )
             ]
             for bundle in others.bundles {
                 // Only keys this account's identity signed go into the list.
@@ -216,8 +231,10 @@ extension HeliographClient {
             if recipient.accountId == profile.accountID {
                 ownDevices = []
             } else {
-                ownDevices = try await call(.lookupAccount, LookupAccountRequest(username: profile.username), as: AccountInfo.self)
-                    .devices.filter { $0 != profile.deviceID }
+                ownDevices = try await call(
+                    .lookupAccount, LookupAccountRequest(username: profile.username), as: AccountInfo.self
+                )
+                .devices.filter { $0 != profile.deviceID }
             }
             let recipientDevices = recipient.devices.filter { $0 != profile.deviceID }
             notices += try await ensureSessions(with: recipient.username, devices: recipientDevices)
@@ -283,7 +300,8 @@ extension HeliographClient {
         let list: SignedDeviceList? = try response.deviceList.map { wire in
             let list = SignedDeviceList(
                 account: response.accountId, version: wire.version,
-                devices: wire.devices.map { .init(device: $0.deviceId, agreementKey: $0.agreementKey) }, signature: wire.signature)
+                devices: wire.devices.map { .init(device: $0.deviceId, agreementKey: $0.agreementKey) }, signature: wire.signature
+            )
             try list.verify(identity: identity)
             return list
         }
@@ -343,7 +361,8 @@ extension HeliographClient {
                 // is told, and a verified contact becomes unverified until compared again.
                 notices.append(.identityChanged(username: username))
                 for device in contact.devices.keys { state.sessions[device] = nil }
-                contact = .init(username: username, identityKey: identity.rawBytes, verified: false, devices: [:], deviceListVersion: 0)
+                contact = .init(
+                    username: username, identityKey: identity.rawBytes, verified: false, devices: [:], deviceListVersion: 0)
             }
             if let list, list.version >= contact.deviceListVersion { contact.deviceListVersion = list.version }
             contact.username = username
@@ -375,7 +394,8 @@ extension HeliographClient {
         }
         func drop(_ reason: String) -> OpenedMessage {
             logger.notice(
-                "dropped a message", metadata: ["seq": "\(message.sequence)", "sender": "\(message.sender)", "reason": "\(reason)"])
+                "dropped a message",
+                metadata: ["seq": "\(message.sequence)", "sender": "\(message.sender)", "reason": "\(reason)"])
             return .dropped(message, reason: reason)
         }
         guard let senderDevice = DeviceID(message.senderDevice) else { return drop("the sender device id is malformed") }

@@ -94,7 +94,8 @@ public struct KeyStatus: Codable, Sendable, Equatable {
     /// The account's device-list version, 0 when none was published.
     public var deviceListVersion: UInt64
     /// Creates the value.
-    public init(published: Bool, oneTimePrekeys: Int, kemPrekeys: Int, refillBelow: Int, maximum: Int, deviceListVersion: UInt64) {
+    public init(published: Bool, oneTimePrekeys: Int, kemPrekeys: Int, refillBelow: Int, maximum: Int, deviceListVersion: UInt64)
+    {
         self.published = published
         self.oneTimePrekeys = oneTimePrekeys
         self.kemPrekeys = kemPrekeys

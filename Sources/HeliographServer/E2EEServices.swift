@@ -75,7 +75,8 @@ public struct KeyService: Sendable {
                     ?? existing?.lastResortPrekey
             else {
                 throw HeliographError(
-                    .badRequest, "the first upload must carry agreementKey, agreementSignature, signedPrekey and lastResortPrekey")
+                    .badRequest, "the first upload must carry agreementKey, agreementSignature, signedPrekey and lastResortPrekey"
+                )
             }
             do {
                 try DeviceAgreementKey(publicKey: agreementKey, signature: agreementSignature)
@@ -86,7 +87,8 @@ public struct KeyService: Sendable {
             if let existing, existing.agreementKey != agreementKey {
                 // A device's agreement key is its identity towards others: changing it would
                 // silently break every session, so a new key means a new device (log in again).
-                throw HeliographError(.badRequest, "this device already published a different agreement key; log in as a new device")
+                throw HeliographError(
+                    .badRequest, "this device already published a different agreement key; log in as a new device")
             }
             try await storage.prekeys.setKeys(
                 DeviceKeyRecord(
@@ -96,11 +98,16 @@ public struct KeyService: Sendable {
         if let oneTime = request.oneTimePrekeys, !oneTime.isEmpty {
             let stored = try oneTime.map { try checked($0, kinds: [.oneTimePrekey, .kemPrekey]) }
             let counts = try await storage.prekeys.oneTimeCounts(for: caller.deviceID)
-            let adding = (stored.filter { $0.kind == StoredPrekey.oneTimeKind }.count, stored.filter { $0.kind == StoredPrekey.kemKind }.count)
-            guard counts.x25519 + adding.0 <= Self.maximumOneTimePrekeys, counts.kem + adding.1 <= Self.maximumOneTimePrekeys else {
+            let adding = (
+                stored.filter { $0.kind == StoredPrekey.oneTimeKind }.count,
+                stored.filter { $0.kind == StoredPrekey.kemKind }.count
+            )
+            guard counts.x25519 + adding.0 <= Self.maximumOneTimePrekeys, counts.kem + adding.1 <= Self.maximumOneTimePrekeys
+            else {
                 throw HeliographError(
                     .badRequest,
-                    "at most \(Self.maximumOneTimePrekeys) one-time prekeys of each kind are kept; the server holds \(counts.x25519) and \(counts.kem)")
+                    "at most \(Self.maximumOneTimePrekeys) one-time prekeys of each kind are kept; the server holds \(counts.x25519) and \(counts.kem)"
+                )
             }
             try await storage.prekeys.addOneTimePrekeys(stored, for: caller.deviceID)
         }
@@ -141,7 +148,8 @@ public struct KeyService: Sendable {
             let unknown = Set(wanted).subtracting(active)
             guard unknown.isEmpty else {
                 throw HeliographError(
-                    .unknownDevice, "\(account.username) has no active device \(unknown.map(\.description).sorted().joined(separator: ", "))")
+                    .unknownDevice,
+                    "\(account.username) has no active device \(unknown.map(\.description).sorted().joined(separator: ", "))")
             }
             active = active.filter(Set(wanted).contains)
         }
@@ -154,8 +162,10 @@ public struct KeyService: Sendable {
             }
             bundles.append(
                 WirePrekeyBundle(
-                    deviceId: device, agreementKey: claimed.keys.agreementKey, agreementSignature: claimed.keys.agreementSignature,
-                    signedPrekey: WirePrekey(claimed.keys.signedPrekey), oneTimePrekey: claimed.oneTimePrekey.map(WirePrekey.init),
+                    deviceId: device, agreementKey: claimed.keys.agreementKey,
+                    agreementSignature: claimed.keys.agreementSignature,
+                    signedPrekey: WirePrekey(claimed.keys.signedPrekey),
+                    oneTimePrekey: claimed.oneTimePrekey.map(WirePrekey.init),
                     // No one-time ML-KEM key left: the last-resort key, so a send never fails for it.
                     kemPrekey: WirePrekey(claimed.kemPrekey ?? claimed.keys.lastResortPrekey)))
         }

@@ -92,7 +92,8 @@ struct HTTPRoutes: Sendable {
         /// PUT /v1/keys — publish the calling device's prekeys (and the account's device list).
         v1.put("keys") { request, _ in
             let caller = try await authenticate(request)
-            return try JSONBody.response(try await services.keys.publish(try await decode(PublishKeysRequest.self, request), by: caller))
+            return try JSONBody.response(
+                try await services.keys.publish(try await decode(PublishKeysRequest.self, request), by: caller))
         }
         /// GET /v1/keys — how many one-time prekeys the server holds for the calling device.
         v1.get("keys") { request, _ in

@@ -272,7 +272,8 @@ public struct MessageService: Sendable {
             throw HeliographError(.badRequest, "two copies name the same device")
         }
         guard Set(given) == Set(targets).union(own) else {
-            var message = "the device list for \(recipient.username) is out of date; current devices: "
+            var message =
+                "the device list for \(recipient.username) is out of date; current devices: "
                 + targets.map(\.description).joined(separator: ", ")
             if !own.isEmpty { message += "; your other devices: " + own.map(\.description).joined(separator: ", ") }
             throw HeliographError(.deviceListMismatch, message)

@@ -153,8 +153,11 @@ struct PostgresSecretStore: ServerSecretStore {
         let candidate = create()
         return try await withDeadline(timeout, what: "read server secret") {
             // The first node's value wins; every later node reads that one.
-            try await client.query("INSERT INTO server_secrets (name, value) VALUES (\(name), \(candidate)) ON CONFLICT DO NOTHING")
-            for try await value in try await client.query("SELECT value FROM server_secrets WHERE name = \(name)").decode(Data.self) {
+            try await client.query(
+                "INSERT INTO server_secrets (name, value) VALUES (\(name), \(candidate)) ON CONFLICT DO NOTHING")
+            for try await value in try await client.query("SELECT value FROM server_secrets WHERE name = \(name)").decode(
+                Data.self)
+            {
                 return value
             }
             throw StorageUnavailable("the server secret \(name) vanished")

@@ -344,9 +344,9 @@ extension PrimitiveVectorTests {
         #expect(!verifier.isValidSignature(signature, for: flippedMessage), sourceLocation: sourceLocation)
 
         #if !canImport(CryptoKit)
-        // Off Apple platforms swift-crypto signs with BoringSSL, whose Ed25519 is the deterministic RFC 8032
-        // algorithm, so the signature bytes must match. CryptoKit adds randomness, so there only validity is checked.
-        #expect(try privateKey.signature(for: message) == signature, sourceLocation: sourceLocation)
+            // Off Apple platforms swift-crypto signs with BoringSSL, whose Ed25519 is the deterministic RFC 8032
+            // algorithm, so the signature bytes must match. CryptoKit adds randomness, so there only validity is checked.
+            #expect(try privateKey.signature(for: message) == signature, sourceLocation: sourceLocation)
         #endif
     }
 

@@ -62,7 +62,9 @@ func verified(_ bundle: UnverifiedPrekeyBundle, _ identity: IdentityPublicKey) t
 }
 
 /// Alice sets a session up with Bob; Bob answers the first message.
-func establishedPair(maximumSkipped: Int = RatchetSession.defaultMaximumSkipped, oneTime: Bool = true)
+func establishedPair(
+    maximumSkipped: Int = RatchetSession.defaultMaximumSkipped, oneTime: Bool = true
+)
     throws -> (alice: RatchetSession, bob: RatchetSession)
 {
     let aliceDevice = try TestDevice()
@@ -360,8 +362,10 @@ struct FrankingTests {
             #expect(!Franking.isValidTag(tag, for: altered, serverSecret: secret))
         }
         // A tag made up without the server secret.
-        #expect(!Franking.isValidTag(Franking.tag(context, serverSecret: Franking.newServerSecret()), for: context,
-            serverSecret: secret))
+        #expect(
+            !Franking.isValidTag(
+                Franking.tag(context, serverSecret: Franking.newServerSecret()), for: context,
+                serverSecret: secret))
         // A wrong franking key.
         #expect(throws: SessionError(.badCommitment, "")) {
             try Franking.verifyCommitment(commitment, frankingKey: Franking.newKey(), messageID: "m1", sender: sender, body: body)

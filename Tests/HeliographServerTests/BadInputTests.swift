@@ -95,7 +95,7 @@ struct BadInputTests {
     @Test("a frame over the size limit closes the socket with 'message too big'; others are unaffected")
     func oversizedFrame() async throws {
         try await TestServer.run(configure: { $0.maxFrameBytes = 4096 }) { server in
-            let alice = try await server.register("alice")
+            let alice = try await server.register("alice", encryption: false)
             let socket = try await server.connect(as: alice)
             try await socket.sendRaw(String(repeating: "x", count: 10_000))
             for await _ in socket.events {}  // ends when the server closes

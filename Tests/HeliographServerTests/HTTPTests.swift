@@ -72,7 +72,7 @@ struct HTTPTests {
             let huge = try await server.http(.post, "/v1/accounts", json: String(repeating: " ", count: 5000) + "{}")
             #expect(huge.status == .contentTooLarge)
             #expect(huge.errorCode == "payload_too_large")
-            let alice = try await server.register("alice")
+            let alice = try await server.register("alice", encryption: false)
             let badLimit = try await server.http(.get, "/v1/inbox?limit=0", token: alice.profile.token)
             #expect(badLimit.status == .badRequest)
             let badDevice = try await server.http(.delete, "/v1/devices/not-a-uuid", token: alice.profile.token)
@@ -85,7 +85,7 @@ struct HTTPTests {
         try await TestServer.run { server in
             #expect(try await server.http(.get, "/healthz").status == .ok)
             #expect(try await server.http(.get, "/readyz").status == .ok)
-            let alice = try await server.register("alice")
+            let alice = try await server.register("alice", encryption: false)
             let bob = try await server.register("bob_b")
             for index in 1...3 { try await alice.send(text: "m\(index)", to: "bob_b") }
             _ = try await receive(3, from: bob)

@@ -15,6 +15,8 @@ let benchmarks: @Sendable () -> Void = {
     let sendFrame = try! WireCodec.encode(
         RequestFrame(id: "r1", method: .send, body: SendRequest(messageId: .random(), to: "bob_b", payload: Data(count: 128))))
 
+    cryptoBenchmarks()
+
     Benchmark("frame: encode envelope push (128-byte payload)") { benchmark in
         for _ in benchmark.scaledIterations {
             blackHole(try WireCodec.encode(EnvelopeFrame(envelope: envelope)))
@@ -32,8 +34,10 @@ let benchmarks: @Sendable () -> Void = {
     @Sendable func sqliteInbox() async throws -> (SQLiteStorage, Account, Device, Device) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("heliograph-bench-\(UUID().uuidString)")
         let storage = try SQLiteStorage(directory: directory)
-        let alice = Account(id: .random(), username: try Username(validating: "alice"), identityKey: Data(count: 32), createdAt: Date())
-        let bob = Account(id: .random(), username: try Username(validating: "bob_b"), identityKey: Data(count: 32), createdAt: Date())
+        let alice = Account(
+            id: .random(), username: try Username(validating: "alice"), identityKey: Data(count: 32), createdAt: Date())
+        let bob = Account(
+            id: .random(), username: try Username(validating: "bob_b"), identityKey: Data(count: 32), createdAt: Date())
         let laptop = Device(id: .random(), accountID: alice.id, name: "laptop", createdAt: Date())
         let phone = Device(id: .random(), accountID: bob.id, name: "phone", createdAt: Date())
         try await storage.accounts.insert(alice)
