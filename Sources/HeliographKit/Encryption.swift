@@ -86,6 +86,9 @@ extension HeliographClient {
         let identity = try self.identity
         let now = Date().millisecondsSince1970
         let firstTime = !(try keyStore.update(create: true) { $0.published })
+        // The signed device list goes first: a contact that fetches this device's bundle a
+        // moment later must already find it listed.
+        if firstTime { try await publishDeviceList() }
         var status = try await call(.keyStatus, EmptyBody(), as: KeyStatus.self)
 
         // Long-lived keys: on first publication, or when the signed prekey is due for rotation.
@@ -162,7 +165,6 @@ extension HeliographClient {
             }
             try keyStore.update { $0.published = true }
         }
-        if firstTime { try await publishDeviceList() }
         return status
     }
 
@@ -305,6 +307,15 @@ extension HeliographClient {
             try list.verify(identity: identity)
             return list
         }
+        if let list, let seen = try keyStore.read().contacts[response.accountId.description],
+            seen.identityKey == identity.rawBytes, list.version < seen.deviceListVersion
+        {
+            // A correctly signed but older list: the server is hiding a later change.
+            throw HeliographError(
+                .badSignature,
+                "the server offered version \(list.version) of \(response.username)'s device list after version \(seen.deviceListVersion)"
+            )
+        }
         var sessions: [(DeviceID, Data, RatchetSession)] = []
         for wire in response.bundles {
             if let list, !list.devices.contains(where: { $0.device == wire.deviceId && $0.agreementKey == wire.agreementKey }) {
@@ -417,7 +428,10 @@ extension HeliographClient {
             if let known, let key = try? IdentityPublicKey(rawBytes: known.identityKey) {
                 senderIdentity = key
             }
-            if senderIdentity == nil || message.senderAccount == profile.accountID {
+            if message.senderAccount == profile.accountID {
+                // A copy from another device of this account: its identity is this device's own.
+                senderIdentity = try self.identity.publicKey
+            } else if senderIdentity == nil {
                 let account = try? await call(
                     .lookupAccount, LookupAccountRequest(username: message.sender), as: AccountInfo.self)
                 guard let account, account.accountId == message.senderAccount,
