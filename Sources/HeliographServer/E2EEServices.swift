@@ -67,7 +67,8 @@ public struct KeyService: Sendable {
         let wantsLongLived =
             request.agreementKey != nil || request.signedPrekey != nil || request.lastResortPrekey != nil
             || request.agreementSignature != nil
-        if wantsLongLived || existing == nil {
+        // A request with only a device list may come before the device's own keys.
+        if wantsLongLived || (existing == nil && !(request.oneTimePrekeys ?? []).isEmpty) {
             guard let agreementKey = request.agreementKey ?? existing?.agreementKey,
                 let agreementSignature = request.agreementSignature ?? existing?.agreementSignature,
                 let signed = try request.signedPrekey.map({ try checked($0, kinds: [.signedPrekey]) }) ?? existing?.signedPrekey,
