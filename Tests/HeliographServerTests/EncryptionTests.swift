@@ -254,6 +254,43 @@ struct EncryptionTests {
         }
     }
 
+    @Test("a message without a session is dropped as unknown_session; a changed identity is reported")
+    func unknownSessionAndIdentityChange() async throws {
+        try await TestServer.run { server in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob_b")
+            try await alice.sendEncrypted(text: "setup", to: "bob_b")
+            _ = try await openMessages(1, from: bob)
+            try await bob.sendEncrypted(text: "reply", to: "alice")
+            #expect(try await openMessages(1, from: alice).texts == ["reply"])
+            // Alice's session is acknowledged now: her next message carries no setup header.
+            try await alice.sendEncrypted(text: "plain ratchet message", to: "bob_b")
+            let envelope = try await receive(1, from: bob)[0]
+            guard case .message = try SealedMessage(bytes: envelope.payload) else {
+                Issue.record("expected a message without setup header")
+                return
+            }
+            // Bob's device lost its sessions (say, restored from an old backup).
+            try bob.keyStore.update { $0.sessions = [:] }
+            guard case .dropped(_, let reason) = try await bob.open(envelope) else {
+                Issue.record("a message without a session was accepted")
+                return
+            }
+            #expect(reason.contains("unknown_session"))
+
+            // Alice verified Bob; then the identity the server reports for Bob differs from the
+            // one she recorded (simulated by changing her record): she is told, and Bob is no
+            // longer verified.
+            try await alice.markVerified("bob_b")
+            try alice.keyStore.update { state in
+                state.contacts[bob.profile.accountID.description]?.identityKey = IdentityKeyPair().publicKey.rawBytes
+            }
+            let (_, verified, notices) = try await alice.safetyNumber(with: "bob_b")
+            #expect(notices == [.identityChanged(username: "bob_b")])
+            #expect(!verified)
+        }
+    }
+
     @Test("safety numbers agree on both sides, and the key file is private and can be sealed")
     func safetyNumbersAndKeyFile() async throws {
         try await TestServer.run { server in
