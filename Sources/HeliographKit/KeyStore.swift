@@ -120,7 +120,7 @@ public struct KeyStoreFile: Sendable {
                 .badRequest, "no key file \(file.path): this profile has no end-to-end keys (log in again to create them)")
         }
         let result = try body(&state)
-        try write(try encode(state))
+        try writePrivateFile(try encode(state), to: file)
         return result
     }
 
@@ -170,18 +170,5 @@ public struct KeyStoreFile: Sendable {
     private static func derive(_ passphrase: String, salt: Data) throws -> SymmetricKey {
         try KDF.Scrypt.deriveKey(
             from: Data(passphrase.utf8), salt: salt, outputByteCount: 32, rounds: 1 << 15, blockSize: 8, parallelism: 1)
-    }
-
-    private func write(_ data: Data) throws {
-        let temporary = file.deletingLastPathComponent().appendingPathComponent("." + file.lastPathComponent + ".tmp")
-        FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: 0o600])
-        let handle = try FileHandle(forWritingTo: temporary)
-        try handle.truncate(atOffset: 0)
-        try handle.write(contentsOf: data)
-        try handle.synchronize()
-        try handle.close()
-        guard rename(temporary.path, file.path) == 0 else {
-            throw HeliographError(.internalError, "cannot save \(file.path): \(String(cString: strerror(errno)))")
-        }
     }
 }

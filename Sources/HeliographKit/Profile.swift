@@ -95,18 +95,24 @@ public struct ProfileStore: Sendable {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(profile)
-        // Write to a private temporary file, then rename: a crash never leaves half a profile,
-        // and the secret is never readable by others, not even for an instant.
-        let temporary = directory.appendingPathComponent(".\(name).json.tmp")
-        FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: 0o600])
-        let handle = try FileHandle(forWritingTo: temporary)
-        try handle.truncate(atOffset: 0)
-        try handle.write(contentsOf: data)
-        try handle.synchronize()
-        try handle.close()
-        // rename(2) replaces the old file atomically.
-        guard rename(temporary.path, file.path) == 0 else {
-            throw HeliographError(.internalError, "cannot save the profile to \(file.path): \(String(cString: strerror(errno)))")
-        }
+        try writePrivateFile(data, to: file)
+    }
+}
+
+/// Writes `data` to `file` for its owner only (mode 0600), atomically and durably.
+///
+/// The bytes go to a private temporary file beside it, are flushed, and then rename(2)
+/// replaces the old file: a crash leaves the old or the new content, never half, and the
+/// secret is never readable by others, not even for an instant.
+func writePrivateFile(_ data: Data, to file: URL) throws {
+    let temporary = file.deletingLastPathComponent().appendingPathComponent("." + file.lastPathComponent + ".tmp")
+    FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: 0o600])
+    let handle = try FileHandle(forWritingTo: temporary)
+    try handle.truncate(atOffset: 0)
+    try handle.write(contentsOf: data)
+    try handle.synchronize()
+    try handle.close()
+    guard rename(temporary.path, file.path) == 0 else {
+        throw HeliographError(.internalError, "cannot save \(file.path): \(String(cString: strerror(errno)))")
     }
 }
