@@ -19,7 +19,9 @@ struct LoadTool: AsyncParsableCommand {
             Every workload registers its own accounts (names start with --prefix), prints a
             summary and writes it as JSON with --json.
             """,
-        subcommands: [OneToOne.self, MultiDevice.self, Connections.self, LoginStorm.self]
+        subcommands: [
+            OneToOne.self, MultiDevice.self, Connections.self, LoginStorm.self, XMPPOneToOne.self, XMPPConnections.self,
+        ]
     )
 }
 
