@@ -194,13 +194,13 @@ struct SQLiteAccountStore: AccountStore {
     func insert(_ account: Account) async throws {
         do {
             try await pool.write { db in
-                try db.execute(
+                try db.cachedStatement(
                     sql:
-                        "INSERT INTO accounts (id, username, username_canonical, identity_key, created_at) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [
-                        account.id.description, account.username.display, account.username.canonical, account.identityKey,
-                        account.createdAt.databaseMilliseconds,
-                    ])
+                        "INSERT INTO accounts (id, username, username_canonical, identity_key, created_at) VALUES (?, ?, ?, ?, ?)"
+                ).execute(arguments: [
+                    account.id.description, account.username.display, account.username.canonical, account.identityKey,
+                    account.createdAt.databaseMilliseconds,
+                ])
             }
         } catch let error as DatabaseError where error.extendedResultCode == .SQLITE_CONSTRAINT_UNIQUE {
             throw HeliographError(.usernameTaken, "the username \(account.username) is already taken")
@@ -209,14 +209,18 @@ struct SQLiteAccountStore: AccountStore {
 
     func account(id: AccountID) async throws -> Account? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM accounts WHERE id = ?", arguments: [id.description]).map(Self.account)
+            try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM accounts WHERE id = ?"), arguments: [id.description]).map(
+                Self.account)
         }
     }
 
     func account(username: Username) async throws -> Account? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM accounts WHERE username_canonical = ?", arguments: [username.canonical])
-                .map(Self.account)
+            try Row.fetchOne(
+                try db.cachedStatement(sql: "SELECT * FROM accounts WHERE username_canonical = ?"),
+                arguments: [username.canonical]
+            )
+            .map(Self.account)
         }
     }
 
@@ -235,40 +239,44 @@ struct SQLiteDeviceStore: DeviceStore {
 
     func insert(_ device: Device) async throws {
         try await pool.write { db in
-            try db.execute(
-                sql: "INSERT INTO devices (id, account_id, name, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)",
-                arguments: [
-                    device.id.description, device.accountID.description, device.name, device.createdAt.databaseMilliseconds,
-                    device.revokedAt?.databaseMilliseconds,
-                ])
+            try db.cachedStatement(
+                sql: "INSERT INTO devices (id, account_id, name, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)"
+            ).execute(arguments: [
+                device.id.description, device.accountID.description, device.name, device.createdAt.databaseMilliseconds,
+                device.revokedAt?.databaseMilliseconds,
+            ])
         }
     }
 
     func device(id: DeviceID) async throws -> Device? {
         try await pool.read { db in
-            try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [id.description]).map(Self.device)
+            try Row.fetchOne(try db.cachedStatement(sql: "SELECT * FROM devices WHERE id = ?"), arguments: [id.description]).map(
+                Self.device)
         }
     }
 
     func devices(of accountID: AccountID) async throws -> [Device] {
         try await pool.read { db in
             try Row.fetchAll(
-                db, sql: "SELECT * FROM devices WHERE account_id = ? ORDER BY created_at, id", arguments: [accountID.description]
+                try db.cachedStatement(sql: "SELECT * FROM devices WHERE account_id = ? ORDER BY created_at, id"),
+                arguments: [accountID.description]
             ).map(Self.device)
         }
     }
 
     func revoke(_ deviceID: DeviceID, at time: Date) async throws -> Device? {
         try await pool.write { db in
-            try db.execute(
-                sql: "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?",
-                arguments: [time.databaseMilliseconds, deviceID.description])
+            try db.cachedStatement(
+                sql: "UPDATE devices SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?"
+            ).execute(arguments: [time.databaseMilliseconds, deviceID.description])
             // A revoked device will never fetch its inbox: drop the copies now, and its keys so
             // that nobody sets up a session with it any more.
-            try db.execute(sql: "DELETE FROM inbox WHERE device_id = ?", arguments: [deviceID.description])
+            try db.cachedStatement(sql: "DELETE FROM inbox WHERE device_id = ?").execute(arguments: [deviceID.description])
             try SQLitePrekeyStore.deleteKeys(db, deviceID)
-            return try Row.fetchOne(db, sql: "SELECT * FROM devices WHERE id = ?", arguments: [deviceID.description])
-                .map(Self.device)
+            return try Row.fetchOne(
+                try db.cachedStatement(sql: "SELECT * FROM devices WHERE id = ?"), arguments: [deviceID.description]
+            )
+            .map(Self.device)
         }
     }
 
@@ -288,18 +296,20 @@ struct SQLiteSessionStore: SessionStore {
 
     func insert(_ session: DeviceSession) async throws {
         try await pool.write { db in
-            try db.execute(
-                sql: "INSERT INTO sessions (token_hash, account_id, device_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)",
-                arguments: [
-                    session.tokenHash, session.accountID.description, session.deviceID.description,
-                    session.createdAt.databaseMilliseconds, session.expiresAt.databaseMilliseconds,
-                ])
+            try db.cachedStatement(
+                sql: "INSERT INTO sessions (token_hash, account_id, device_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?)"
+            ).execute(arguments: [
+                session.tokenHash, session.accountID.description, session.deviceID.description,
+                session.createdAt.databaseMilliseconds, session.expiresAt.databaseMilliseconds,
+            ])
         }
     }
 
     func session(tokenHash: Data) async throws -> DeviceSession? {
         try await pool.read { db in
-            guard let row = try Row.fetchOne(db, sql: "SELECT * FROM sessions WHERE token_hash = ?", arguments: [tokenHash])
+            guard
+                let row = try Row.fetchOne(
+                    try db.cachedStatement(sql: "SELECT * FROM sessions WHERE token_hash = ?"), arguments: [tokenHash])
             else { return nil }
             return DeviceSession(
                 tokenHash: row["token_hash"],
@@ -313,7 +323,9 @@ struct SQLiteSessionStore: SessionStore {
 
     func deleteExpired(before time: Date) async throws -> Int {
         try await pool.write { db in
-            try db.execute(sql: "DELETE FROM sessions WHERE expires_at < ?", arguments: [time.databaseMilliseconds])
+            try db.cachedStatement(sql: "DELETE FROM sessions WHERE expires_at < ?").execute(arguments: [
+                time.databaseMilliseconds
+            ])
             return db.changesCount
         }
     }
@@ -324,12 +336,12 @@ struct SQLiteChallengeStore: ChallengeStore {
 
     func insert(_ challenge: LoginChallenge) async throws {
         try await pool.write { db in
-            try db.execute(
-                sql: "INSERT INTO challenges (id, account_id, nonce, expires_at) VALUES (?, ?, ?, ?)",
-                arguments: [
-                    challenge.id.uuidString.lowercased(), challenge.accountID.description, challenge.nonce,
-                    challenge.expiresAt.databaseMilliseconds,
-                ])
+            try db.cachedStatement(
+                sql: "INSERT INTO challenges (id, account_id, nonce, expires_at) VALUES (?, ?, ?, ?)"
+            ).execute(arguments: [
+                challenge.id.uuidString.lowercased(), challenge.accountID.description, challenge.nonce,
+                challenge.expiresAt.databaseMilliseconds,
+            ])
         }
     }
 
@@ -338,7 +350,8 @@ struct SQLiteChallengeStore: ChallengeStore {
         try await pool.write { db in
             guard
                 let row = try Row.fetchOne(
-                    db, sql: "DELETE FROM challenges WHERE id = ? RETURNING *", arguments: [id.uuidString.lowercased()])
+                    try db.cachedStatement(sql: "DELETE FROM challenges WHERE id = ? RETURNING *"),
+                    arguments: [id.uuidString.lowercased()])
             else { return nil }
             return LoginChallenge(
                 id: id,
@@ -351,7 +364,9 @@ struct SQLiteChallengeStore: ChallengeStore {
 
     func deleteExpired(before time: Date) async throws -> Int {
         try await pool.write { db in
-            try db.execute(sql: "DELETE FROM challenges WHERE expires_at < ?", arguments: [time.databaseMilliseconds])
+            try db.cachedStatement(sql: "DELETE FROM challenges WHERE expires_at < ?").execute(arguments: [
+                time.databaseMilliseconds
+            ])
             return db.changesCount
         }
     }
@@ -359,57 +374,67 @@ struct SQLiteChallengeStore: ChallengeStore {
 
 struct SQLiteInboxStore: InboxStore {
     let pool: DatabasePool
+    let committer: SQLiteGroupCommitter
+
+    init(pool: DatabasePool) {
+        self.pool = pool
+        committer = SQLiteGroupCommitter(pool: pool)
+    }
 
     func enqueue(_ message: OutgoingMessage) async throws -> DeliveryReceipt {
-        try await pool.write { db in
-            let senderDevice = message.sender.deviceID.description
-            if let previous = try Row.fetchOne(
-                db, sql: "SELECT server_time, sequences FROM sent_messages WHERE sender_device_id = ? AND message_id = ?",
-                arguments: [senderDevice, message.messageID.rawValue])
-            {
-                return DeliveryReceipt(
-                    messageID: message.messageID,
-                    serverTime: Date(millisecondsSince1970: previous["server_time"]),
-                    sequences: SequenceList.decode(previous["sequences"]),
-                    duplicate: true
-                )
-            }
-            let serverTime = message.serverTime.databaseMilliseconds
-            var sequences: [DeviceID: Int64] = [:]
-            for copy in message.copies {
-                let deviceID = copy.deviceID
-                guard
-                    let sequence = try Int64.fetchOne(
-                        db,
-                        sql: "UPDATE devices SET last_seq = last_seq + 1 WHERE id = ? AND revoked_at IS NULL RETURNING last_seq",
-                        arguments: [deviceID.description])
-                else { continue }  // revoked since the caller listed it: nobody will read that copy
-                try db.execute(
-                    sql: """
-                        INSERT INTO inbox (device_id, seq, message_id, sender_account_id, sender_username, sender_device_id,
-                                           server_time, payload, franking_commitment, franking_tag)
-                        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """,
-                    arguments: [
-                        deviceID.description, sequence, message.messageID.rawValue, message.sender.accountID.description,
-                        message.sender.username.display, senderDevice, serverTime, copy.payload, message.frankingCommitment,
-                        copy.frankingTag,
-                    ])
-                sequences[deviceID] = sequence
-            }
-            try db.execute(
-                sql: "INSERT INTO sent_messages (sender_device_id, message_id, server_time, sequences) VALUES (?, ?, ?, ?)",
-                arguments: [senderDevice, message.messageID.rawValue, serverTime, SequenceList.encode(sequences)])
+        try await committer.enqueue(message)
+    }
+
+    /// Appends one message inside the caller's transaction.
+    static func enqueue(_ message: OutgoingMessage, in db: Database) throws -> DeliveryReceipt {
+        let senderDevice = message.sender.deviceID.description
+        if let previous = try Row.fetchOne(
+            try db.cachedStatement(
+                sql: "SELECT server_time, sequences FROM sent_messages WHERE sender_device_id = ? AND message_id = ?"),
+            arguments: [senderDevice, message.messageID.rawValue])
+        {
             return DeliveryReceipt(
-                messageID: message.messageID, serverTime: Date(millisecondsSince1970: serverTime), sequences: sequences,
-                duplicate: false)
+                messageID: message.messageID,
+                serverTime: Date(millisecondsSince1970: previous["server_time"]),
+                sequences: SequenceList.decode(previous["sequences"]),
+                duplicate: true
+            )
         }
+        let serverTime = message.serverTime.databaseMilliseconds
+        var sequences: [DeviceID: Int64] = [:]
+        for copy in message.copies {
+            let deviceID = copy.deviceID
+            guard
+                let sequence = try Int64.fetchOne(
+                    try db.cachedStatement(
+                        sql: "UPDATE devices SET last_seq = last_seq + 1 WHERE id = ? AND revoked_at IS NULL RETURNING last_seq"),
+                    arguments: [deviceID.description])
+            else { continue }  // revoked since the caller listed it: nobody will read that copy
+            try db.cachedStatement(
+                sql: """
+                    INSERT INTO inbox (device_id, seq, message_id, sender_account_id, sender_username, sender_device_id,
+                                       server_time, payload, franking_commitment, franking_tag)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """
+            ).execute(arguments: [
+                deviceID.description, sequence, message.messageID.rawValue, message.sender.accountID.description,
+                message.sender.username.display, senderDevice, serverTime, copy.payload, message.frankingCommitment,
+                copy.frankingTag,
+            ])
+            sequences[deviceID] = sequence
+        }
+        try db.cachedStatement(
+            sql: "INSERT INTO sent_messages (sender_device_id, message_id, server_time, sequences) VALUES (?, ?, ?, ?)"
+        ).execute(arguments: [senderDevice, message.messageID.rawValue, serverTime, SequenceList.encode(sequences)])
+        return DeliveryReceipt(
+            messageID: message.messageID, serverTime: Date(millisecondsSince1970: serverTime), sequences: sequences,
+            duplicate: false)
     }
 
     func envelopes(for deviceID: DeviceID, after: Int64, limit: Int) async throws -> [Envelope] {
         try await pool.read { db in
             try Row.fetchAll(
-                db, sql: "SELECT * FROM inbox WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?",
+                try db.cachedStatement(sql: "SELECT * FROM inbox WHERE device_id = ? AND seq > ? ORDER BY seq LIMIT ?"),
                 arguments: [deviceID.description, after, limit]
             ).map { row in
                 Envelope(
@@ -433,7 +458,8 @@ struct SQLiteInboxStore: InboxStore {
         try await pool.write { db in
             guard
                 let row = try Row.fetchOne(
-                    db, sql: "SELECT last_seq, acked_seq FROM devices WHERE id = ?", arguments: [deviceID.description])
+                    try db.cachedStatement(sql: "SELECT last_seq, acked_seq FROM devices WHERE id = ?"),
+                    arguments: [deviceID.description])
             else { throw HeliographError(.unknownDevice, "unknown device") }
             let last: Int64 = row["last_seq"]
             let acked: Int64 = row["acked_seq"]
@@ -442,25 +468,30 @@ struct SQLiteInboxStore: InboxStore {
                     .ackOutOfRange, "cannot acknowledge \(sequence): the highest sequence number sent to this device is \(last)")
             }
             guard sequence > acked else { return acked }
-            try db.execute(
-                sql: "DELETE FROM inbox WHERE device_id = ? AND seq <= ?", arguments: [deviceID.description, sequence])
-            try db.execute(
-                sql: "UPDATE devices SET acked_seq = ? WHERE id = ?", arguments: [sequence, deviceID.description])
+            try db.cachedStatement(
+                sql: "DELETE FROM inbox WHERE device_id = ? AND seq <= ?"
+            ).execute(arguments: [deviceID.description, sequence])
+            try db.cachedStatement(
+                sql: "UPDATE devices SET acked_seq = ? WHERE id = ?"
+            ).execute(arguments: [sequence, deviceID.description])
             return sequence
         }
     }
 
     func lastSequence(of deviceID: DeviceID) async throws -> Int64 {
         try await pool.read { db in
-            try Int64.fetchOne(db, sql: "SELECT last_seq FROM devices WHERE id = ?", arguments: [deviceID.description]) ?? 0
+            try Int64.fetchOne(
+                try db.cachedStatement(sql: "SELECT last_seq FROM devices WHERE id = ?"), arguments: [deviceID.description]) ?? 0
         }
     }
 
     func deleteExpired(before time: Date) async throws -> Int {
         try await pool.write { db in
-            try db.execute(sql: "DELETE FROM inbox WHERE server_time < ?", arguments: [time.databaseMilliseconds])
+            try db.cachedStatement(sql: "DELETE FROM inbox WHERE server_time < ?").execute(arguments: [time.databaseMilliseconds])
             let deleted = db.changesCount
-            try db.execute(sql: "DELETE FROM sent_messages WHERE server_time < ?", arguments: [time.databaseMilliseconds])
+            try db.cachedStatement(sql: "DELETE FROM sent_messages WHERE server_time < ?").execute(arguments: [
+                time.databaseMilliseconds
+            ])
             return deleted
         }
     }
@@ -471,29 +502,29 @@ struct SQLitePrekeyStore: PrekeyStore {
 
     func setKeys(_ keys: DeviceKeyRecord) async throws {
         try await pool.write { db in
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT OR REPLACE INTO device_keys (device_id, account_id, agreement_key, agreement_signature,
                         signed_prekey_id, signed_prekey, signed_prekey_signature, last_resort_id, last_resort_key, last_resort_signature)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """,
-                arguments: [
-                    keys.deviceID.description, keys.accountID.description, keys.agreementKey, keys.agreementSignature,
-                    keys.signedPrekey.id, keys.signedPrekey.publicKey, keys.signedPrekey.signature, keys.lastResortPrekey.id,
-                    keys.lastResortPrekey.publicKey, keys.lastResortPrekey.signature,
-                ])
+                    """
+            ).execute(arguments: [
+                keys.deviceID.description, keys.accountID.description, keys.agreementKey, keys.agreementSignature,
+                keys.signedPrekey.id, keys.signedPrekey.publicKey, keys.signedPrekey.signature, keys.lastResortPrekey.id,
+                keys.lastResortPrekey.publicKey, keys.lastResortPrekey.signature,
+            ])
         }
     }
 
     func addOneTimePrekeys(_ prekeys: [StoredPrekey], for deviceID: DeviceID) async throws {
         try await pool.write { db in
             for prekey in prekeys {
-                try db.execute(
+                try db.cachedStatement(
                     sql: """
                         INSERT OR IGNORE INTO one_time_prekeys (device_id, kind, key_id, public_key, signature)
                         VALUES (?, ?, ?, ?, ?)
-                        """,
-                    arguments: [deviceID.description, prekey.kind, prekey.id, prekey.publicKey, prekey.signature])
+                        """
+                ).execute(arguments: [deviceID.description, prekey.kind, prekey.id, prekey.publicKey, prekey.signature])
             }
         }
     }
@@ -505,7 +536,7 @@ struct SQLitePrekeyStore: PrekeyStore {
     private static func keys(_ db: Database, _ deviceID: DeviceID) throws -> DeviceKeyRecord? {
         guard
             let row = try Row.fetchOne(
-                db, sql: "SELECT * FROM device_keys WHERE device_id = ?", arguments: [deviceID.description])
+                try db.cachedStatement(sql: "SELECT * FROM device_keys WHERE device_id = ?"), arguments: [deviceID.description])
         else { return nil }
         return DeviceKeyRecord(
             deviceID: deviceID, accountID: try row.accountID("account_id"), agreementKey: row["agreement_key"],
@@ -524,12 +555,12 @@ struct SQLitePrekeyStore: PrekeyStore {
             func take(_ kind: Int) throws -> StoredPrekey? {
                 guard
                     let row = try Row.fetchOne(
-                        db,
-                        sql: """
-                            DELETE FROM one_time_prekeys WHERE device_id = ?1 AND kind = ?2 AND key_id =
-                                (SELECT min(key_id) FROM one_time_prekeys WHERE device_id = ?1 AND kind = ?2)
-                            RETURNING key_id, public_key, signature
-                            """,
+                        try db.cachedStatement(
+                            sql: """
+                                DELETE FROM one_time_prekeys WHERE device_id = ?1 AND kind = ?2 AND key_id =
+                                    (SELECT min(key_id) FROM one_time_prekeys WHERE device_id = ?1 AND kind = ?2)
+                                RETURNING key_id, public_key, signature
+                                """),
                         arguments: [deviceID.description, kind])
                 else { return nil }
                 return StoredPrekey(kind: kind, id: row["key_id"], publicKey: row["public_key"], signature: row["signature"])
@@ -542,7 +573,7 @@ struct SQLitePrekeyStore: PrekeyStore {
     func oneTimeCounts(for deviceID: DeviceID) async throws -> (x25519: Int, kem: Int) {
         try await pool.read { db in
             let rows = try Row.fetchAll(
-                db, sql: "SELECT kind, count(*) AS n FROM one_time_prekeys WHERE device_id = ? GROUP BY kind",
+                try db.cachedStatement(sql: "SELECT kind, count(*) AS n FROM one_time_prekeys WHERE device_id = ? GROUP BY kind"),
                 arguments: [deviceID.description])
             var counts: [Int: Int] = [:]
             for row in rows { counts[row["kind"]] = row["n"] }
@@ -555,19 +586,19 @@ struct SQLitePrekeyStore: PrekeyStore {
     }
 
     static func deleteKeys(_ db: Database, _ deviceID: DeviceID) throws {
-        try db.execute(sql: "DELETE FROM one_time_prekeys WHERE device_id = ?", arguments: [deviceID.description])
-        try db.execute(sql: "DELETE FROM device_keys WHERE device_id = ?", arguments: [deviceID.description])
+        try db.cachedStatement(sql: "DELETE FROM one_time_prekeys WHERE device_id = ?").execute(arguments: [deviceID.description])
+        try db.cachedStatement(sql: "DELETE FROM device_keys WHERE device_id = ?").execute(arguments: [deviceID.description])
     }
 
     func storeDeviceList(account: AccountID, version: Int64, list: Data) async throws -> Bool {
         try await pool.write { db in
-            try db.execute(
+            try db.cachedStatement(
                 sql: """
                     INSERT INTO device_lists (account_id, version, list) VALUES (?, ?, ?)
                     ON CONFLICT (account_id) DO UPDATE SET version = excluded.version, list = excluded.list
                     WHERE excluded.version > device_lists.version
-                    """,
-                arguments: [account.description, version, list])
+                    """
+            ).execute(arguments: [account.description, version, list])
             return db.changesCount == 1
         }
     }
@@ -576,7 +607,8 @@ struct SQLitePrekeyStore: PrekeyStore {
         try await pool.read { db in
             guard
                 let row = try Row.fetchOne(
-                    db, sql: "SELECT version, list FROM device_lists WHERE account_id = ?", arguments: [account.description])
+                    try db.cachedStatement(sql: "SELECT version, list FROM device_lists WHERE account_id = ?"),
+                    arguments: [account.description])
             else { return nil }
             return (row["version"], row["list"])
         }
@@ -588,8 +620,11 @@ struct SQLiteSecretStore: ServerSecretStore {
 
     func secret(named name: String, create: @Sendable () -> Data) async throws -> Data {
         try await pool.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)", arguments: [name, create()])
-            return try Data.fetchOne(db, sql: "SELECT value FROM server_secrets WHERE name = ?", arguments: [name]) ?? Data()
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO server_secrets (name, value) VALUES (?, ?)").execute(arguments: [
+                name, create(),
+            ])
+            return try Data.fetchOne(
+                try db.cachedStatement(sql: "SELECT value FROM server_secrets WHERE name = ?"), arguments: [name]) ?? Data()
         }
     }
 }
