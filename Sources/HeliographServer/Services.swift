@@ -240,7 +240,16 @@ public struct MessageService: Sendable {
         let receipt = try await metrics.timed(\.storeEnqueueTime) { try await storage.inbox.enqueue(message) }
         if !receipt.duplicate {
             metrics.recordAccepted(receipt.sequences.count)
-            hub.wake(receipt.sequences.keys)
+            // Committed: hand the envelopes straight to this node's sockets of those devices.
+            hub.deliver(
+                message.copies.compactMap { copy in
+                    receipt.sequences[copy.deviceID].map { sequence in
+                        Envelope(
+                            sequence: sequence, messageID: message.messageID, sender: message.sender,
+                            recipientDeviceID: copy.deviceID, serverTime: receipt.serverTime, payload: copy.payload,
+                            frankingCommitment: message.frankingCommitment, frankingTag: copy.frankingTag)
+                    }
+                })
         }
         return SendResponse(
             messageId: receipt.messageID, serverTime: receipt.serverTime.millisecondsSince1970,

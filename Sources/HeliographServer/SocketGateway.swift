@@ -189,7 +189,7 @@ struct SocketGateway: Sendable {
             state.withLock { $0.device = device }
             return try Self.sessionResponse(id: id, device: device, lastSequence: lastSequence)
         }
-        let (registration, wakeups) = hub.register(device.deviceID) { reason in
+        let (registration, wakeups, mailbox) = hub.register(device.deviceID) { reason in
             Task { await close(reason, .policyViolation) }
         }
         state.withLock {
@@ -200,7 +200,8 @@ struct SocketGateway: Sendable {
         let start = max(request.after ?? 0, 0)
         group.addTask {
             await deliver(
-                to: device.deviceID, after: start, wakeups: wakeups, outbound: outbound, logger: logger, close: close)
+                to: device.deviceID, after: start, wakeups: wakeups, mailbox: mailbox, outbound: outbound, logger: logger,
+                close: close)
         }
         return try Self.sessionResponse(id: id, device: device, lastSequence: lastSequence)
     }
@@ -217,11 +218,32 @@ struct SocketGateway: Sendable {
 
     /// Pushes a device's inbox after `start`, then again after every wake-up, until cancelled.
     private func deliver(
-        to device: DeviceID, after start: Int64, wakeups: AsyncStream<Void>, outbound: WebSocketOutboundWriter,
-        logger: Logger, close: @escaping @Sendable (HeliographError, WebSocketErrorCode) async -> Void
+        to device: DeviceID, after start: Int64, wakeups: AsyncStream<Void>, mailbox: DeliveryHub.Mailbox,
+        outbound: WebSocketOutboundWriter, logger: Logger,
+        close: @escaping @Sendable (HeliographError, WebSocketErrorCode) async -> Void
     ) async {
         var cursor = start
         for await _ in wakeups {
+            // Handed-over envelopes that continue exactly where the socket is: push them without a
+            // store read. Anything else (a gap, an overflow, a wake-up from another node) reads.
+            let (taken, needsRead) = mailbox.take()
+            let handed = taken.filter { $0.sequence > cursor }
+            // Only hand-overs, all delivered already by an earlier read: nothing to do.
+            if !needsRead && handed.isEmpty { continue }
+            if !needsRead, let first = handed.first, first.sequence == cursor + 1,
+                zip(handed, handed.dropFirst()).allSatisfy({ $0.sequence + 1 == $1.sequence })
+            {
+                do {
+                    for envelope in handed {
+                        try await push(envelope, to: outbound)
+                        cursor = envelope.sequence
+                    }
+                } catch {
+                    logger.debug("delivery stopped", metadata: ["device": "\(device)", "reason": "\(error)"])
+                    return
+                }
+                continue
+            }
             var more = true
             while more, !Task.isCancelled {
                 do {
@@ -238,11 +260,8 @@ struct SocketGateway: Sendable {
                         return
                     }
                     for envelope in batch {
-                        let text = String(
-                            decoding: try WireCodec.encode(EnvelopeFrame(envelope: WireEnvelope(envelope))), as: UTF8.self)
-                        try await outbound.write(.text(text))
+                        try await push(envelope, to: outbound)
                         cursor = envelope.sequence
-                        metrics.recordDelivered(latency: clock.now().timeIntervalSince(envelope.serverTime))
                     }
                     more = batch.count == Self.deliveryBatch
                 } catch is CancellationError {
@@ -254,6 +273,12 @@ struct SocketGateway: Sendable {
                 }
             }
         }
+    }
+
+    private func push(_ envelope: Envelope, to outbound: WebSocketOutboundWriter) async throws {
+        let text = String(decoding: try WireCodec.encode(EnvelopeFrame(envelope: WireEnvelope(envelope))), as: UTF8.self)
+        try await outbound.write(.text(text))
+        metrics.recordDelivered(latency: clock.now().timeIntervalSince(envelope.serverTime))
     }
 
     static func errorFrame(_ error: any Error) -> String {

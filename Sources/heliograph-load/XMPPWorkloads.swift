@@ -65,7 +65,8 @@ extension LoadTool {
         func run() async throws {
             let url = xmpp.server
             let domain = xmpp.domain
-            let connections = try await Provision.many(pairs * 2) { _ in try await XMPPConnection.connect(to: url, domain: domain) }
+            let connections = try await Provision.many(pairs * 2) { _ in try await XMPPConnection.connect(to: url, domain: domain)
+            }
             let senders = Array(connections.prefix(pairs))
             let receivers = connections.suffix(pairs).map(XMPPReceiver.init)
             // Closed loop: one credit stream per pair, refilled by each delivery.
