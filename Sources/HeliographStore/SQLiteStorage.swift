@@ -33,6 +33,7 @@ public final class SQLiteStorage: HeliographStorage {
         }
         pool = try DatabasePool(path: path, configuration: configuration)
         try SQLiteSchema.migrate(pool)
+        checkpointer = try SQLiteCheckpointer(path: path)
         accounts = SQLiteAccountStore(pool: pool)
         devices = SQLiteDeviceStore(pool: pool)
         sessions = SQLiteSessionStore(pool: pool)
@@ -54,7 +55,37 @@ public final class SQLiteStorage: HeliographStorage {
     }
 
     public func close() async throws {
+        await checkpointer.stop()
         try pool.close()
+    }
+
+    private let checkpointer: SQLiteCheckpointer
+}
+
+/// Moves the write-ahead log into the database file in the background, twice a second, on a
+/// connection of its own. A passive checkpoint never takes the write lock, so sends keep
+/// committing to the log while it runs; the checkpoint SQLite still starts inside a commit
+/// (every 1,000 pages, which also lets the log restart from the beginning) then finds little
+/// left to copy, so that commit, and every send waiting on it, is not held up for long.
+final class SQLiteCheckpointer: Sendable {
+    private let task: Task<Void, Never>
+
+    init(path: String) throws {
+        var configuration = Configuration()
+        configuration.busyMode = .timeout(10)
+        let connection = try DatabaseQueue(path: path, configuration: configuration)
+        task = Task.detached(priority: .utility) {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(500))
+                _ = try? await connection.writeWithoutTransaction { db in try db.checkpoint(.passive) }
+            }
+            try? connection.close()
+        }
+    }
+
+    func stop() async {
+        task.cancel()
+        await task.value
     }
 }
 
