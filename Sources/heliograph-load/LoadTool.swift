@@ -47,6 +47,8 @@ struct LoadDevice: Sendable {
     let username: String
     let token: String
     let identity: Data
+    let accountID: AccountID
+    let deviceID: DeviceID
 }
 
 /// Creates accounts and devices through the public protocol, as real clients do.
@@ -77,7 +79,9 @@ enum Provision {
         let session = try await connection.request(
             .login, LoginRequest(challengeId: challenge.challengeId, deviceName: name, signature: signature),
             as: LoginResponse.self)
-        return LoadDevice(username: username, token: session.token, identity: identity.privateKeyBytes)
+        return LoadDevice(
+            username: username, token: session.token, identity: identity.privateKeyBytes, accountID: session.accountId,
+            deviceID: session.deviceId)
     }
 
     /// Runs `count` provisioning jobs, `parallel` at a time.
@@ -114,7 +118,11 @@ final class Receiver: Sendable {
     private let state = Mutex<(histogram: Histogram<UInt64>, delivered: Int, lastSeq: Int64)>(
         (Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three), 0, 0))
 
-    init(device: LoadDevice, server: URL) async throws {
+    /// Decrypts envelopes when the run is end-to-end encrypted.
+    let session: LoadSession?
+
+    init(device: LoadDevice, server: URL, session: LoadSession? = nil) async throws {
+        self.session = session
         connection = try await HeliographConnection.connect(to: server)
         _ = try await connection.request(
             .authenticate, AuthenticateRequest(token: device.token, after: nil), as: SessionInfo.self)
@@ -125,7 +133,8 @@ final class Receiver: Sendable {
         for await event in connection.events {
             guard case .envelope(let envelope) = event else { continue }
             let now = Clock.wallMicroseconds()
-            let sent = Payload.timestamp(envelope.payload)
+            let body = session.map { session in (try? session.open(envelope)) ?? Data() } ?? envelope.payload
+            let sent = Payload.timestamp(body)
             let ack: Int64? = state.withLock { state in
                 _ = state.histogram.record(UInt64(max(0, now - sent)))
                 state.delivered += 1

@@ -37,12 +37,21 @@ final class SendBudget: Sendable {
     }
 }
 
-/// Sends one opaque payload with a fresh message id.
-func send(_ connection: HeliographConnection, to recipient: String, payloadBytes: Int, counters: SendCounters) async {
+/// One sending socket of a run: where it sends, and its session when the run is encrypted.
+struct SendTarget: Sendable {
+    let connection: HeliographConnection
+    let recipient: String
+    let session: LoadSession?
+}
+
+/// Sends one payload with a fresh message id (end-to-end encrypted when the target has a session).
+func send(_ target: SendTarget, payloadBytes: Int, counters: SendCounters) async {
     do {
-        _ = try await connection.request(
-            .send, SendRequest(messageId: .random(), to: recipient, payload: Payload.make(size: payloadBytes)),
-            as: SendResponse.self)
+        let body = Payload.make(size: payloadBytes)
+        let request =
+            try target.session?.seal(body, messageID: .random(), to: target.recipient)
+            ?? SendRequest(messageId: .random(), to: target.recipient, payload: body)
+        _ = try await target.connection.request(.send, request, as: SendResponse.self)
         counters.sent.add(1, ordering: .relaxed)
     } catch {
         counters.failed(error)
@@ -60,18 +69,18 @@ func senderSocket(_ device: LoadDevice, server: URL) async throws -> HeliographC
 /// Sends from `senders` (socket, recipient) pairs, closed loop with `window` outstanding sends
 /// per socket, or open loop at `rate` per second overall; stops after `duration` or `limit` sends.
 func drive(
-    senders: [(HeliographConnection, String)], rate: Double, window: Int, duration: Double, limit: Int?, payloadBytes: Int,
+    senders: [SendTarget], rate: Double, window: Int, duration: Double, limit: Int?, payloadBytes: Int,
     counters: SendCounters
 ) async {
     let budget = SendBudget(deadline: ContinuousClock.now + .seconds(duration), limit: limit)
 
     if rate <= 0 {
         await withTaskGroup(of: Void.self) { group in
-            for (connection, recipient) in senders {
+            for target in senders {
                 for _ in 0..<window {
                     group.addTask {
                         while budget.take() {
-                            await send(connection, to: recipient, payloadBytes: payloadBytes, counters: counters)
+                            await send(target, payloadBytes: payloadBytes, counters: counters)
                         }
                     }
                 }
@@ -82,7 +91,7 @@ func drive(
         // slow server shows up as latency rather than as a lower offered rate.
         let interval = Double(senders.count) / rate
         await withTaskGroup(of: Void.self) { group in
-            for (index, (connection, recipient)) in senders.enumerated() {
+            for (index, target) in senders.enumerated() {
                 group.addTask {
                     let start = ContinuousClock.now + .seconds(interval * Double(index) / Double(senders.count))
                     var tick = 0
@@ -92,7 +101,7 @@ func drive(
                             try? await Task.sleep(until: due)
                             guard budget.take() else { break }
                             inflight.addTask {
-                                await send(connection, to: recipient, payloadBytes: payloadBytes, counters: counters)
+                                await send(target, payloadBytes: payloadBytes, counters: counters)
                             }
                             tick += 1
                         }
@@ -137,12 +146,18 @@ struct DeliveryRun {
 /// `fanOut` devices (or a timeout), and closes everything.
 func runDelivery(
     receiving: [LoadDevice], sending: [(LoadDevice, String)], server: URL, serverPid: Int32?, rate: Double, window: Int,
-    duration: Double, limit: Int?, payloadBytes: Int, fanOut: Int
+    duration: Double, limit: Int?, payloadBytes: Int, fanOut: Int, sessions: [LoadSession]? = nil
 ) async throws -> DeliveryRun {
     var receivers: [Receiver] = []
-    for device in receiving { receivers.append(try await Receiver(device: device, server: server)) }
-    var sockets: [(HeliographConnection, String)] = []
-    for (device, recipient) in sending { sockets.append((try await senderSocket(device, server: server), recipient)) }
+    for (index, device) in receiving.enumerated() {
+        receivers.append(try await Receiver(device: device, server: server, session: sessions?[index]))
+    }
+    var sockets: [SendTarget] = []
+    for (index, (device, recipient)) in sending.enumerated() {
+        sockets.append(
+            SendTarget(
+                connection: try await senderSocket(device, server: server), recipient: recipient, session: sessions?[index]))
+    }
     let listeners = receivers
     let listening = Task {
         await withTaskGroup(of: Void.self) { group in for r in listeners { group.addTask { await r.run() } } }
@@ -160,7 +175,7 @@ func runDelivery(
     let after = ProcessSample(pid: serverPid)
     let delivered = receivers.reduce(0) { $0 + $1.delivered }
     for receiver in receivers { await receiver.finish() }
-    for (socket, _) in sockets { await socket.close() }
+    for target in sockets { await target.connection.close() }
     listening.cancel()
     return DeliveryRun(
         sent: sent, errors: counters.errors.load(ordering: .relaxed), firstError: counters.firstError.withLock { $0 },
@@ -182,6 +197,8 @@ extension LoadTool {
         @Option(help: "Seconds to send for.") var duration: Double = 10
         @Option(help: "Stop after this many sends.") var count: Int?
         @Option(help: "Payload size in bytes.") var payloadBytes = 128
+        @Flag(help: "End-to-end encrypt every message (PQXDH + Double Ratchet, franking commitment), as clients do.")
+        var encrypted = false
 
         func run() async throws {
             let server = common.url
@@ -190,15 +207,20 @@ extension LoadTool {
             let receiverDevices = try await Provision.many(pairs) {
                 try await Provision.account("\(prefix)r\($0)", server: server)
             }
+            let sessions =
+                encrypted
+                ? try await Provision.many(pairs) { index in
+                    try await LoadSession.establish(sender: senders[index], receiver: receiverDevices[index], server: server)
+                } : nil
             let run = try await runDelivery(
                 receiving: receiverDevices, sending: senders.enumerated().map { ($1, receiverDevices[$0].username) },
                 server: server, serverPid: common.serverPid, rate: rate, window: window, duration: duration, limit: count,
-                payloadBytes: payloadBytes, fanOut: 1)
+                payloadBytes: payloadBytes, fanOut: 1, sessions: sessions)
             var report = Report(
                 workload: "one-to-one",
                 parameters: [
                     "pairs": "\(pairs)", "mode": rate > 0 ? "open" : "closed", "window": "\(window)",
-                    "payloadBytes": "\(payloadBytes)",
+                    "payloadBytes": "\(payloadBytes)", "encrypted": "\(encrypted)",
                 ],
                 durationSeconds: run.seconds, offeredRate: rate > 0 ? rate : nil, sent: run.sent, errors: run.errors,
                 delivered: run.delivered, achievedRate: Double(run.delivered) / run.seconds,
