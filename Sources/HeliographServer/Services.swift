@@ -262,16 +262,13 @@ public struct MessageService: Sendable {
         _ wireCopies: [WireCopy], recipient: Account, targets: [DeviceID], caller: AuthenticatedDevice
     ) async throws -> [EnvelopeCopy] {
         // Only devices that published keys can get a ciphertext; one that has not yet cannot
-        // decrypt anything and is left out rather than blocking every send.
-        var keyed: [DeviceID] = []
-        for device in targets where try await storage.prekeys.keys(for: device) != nil { keyed.append(device) }
-        var own: [DeviceID] = []
-        if recipient.id != caller.accountID {
-            for device in try await storage.devices.devices(of: caller.accountID)
-            where device.isActive && device.id != caller.deviceID {
-                if try await storage.prekeys.keys(for: device.id) != nil { own.append(device.id) }
-            }
-        }
+        // decrypt anything and is left out rather than blocking every send. (Revocation deletes
+        // a device's keys, so these are active devices.)
+        let active = Set(targets)
+        let keyed = try await storage.prekeys.publishedDevices(of: recipient.id).filter(active.contains)
+        let own =
+            recipient.id == caller.accountID
+            ? [] : try await storage.prekeys.publishedDevices(of: caller.accountID).filter { $0 != caller.deviceID }
         guard !keyed.isEmpty else {
             throw HeliographError(.noDevices, "\(recipient.username) has no device that can receive encrypted messages yet")
         }

@@ -612,6 +612,15 @@ struct SQLitePrekeyStore: PrekeyStore {
         }
     }
 
+    func publishedDevices(of accountID: AccountID) async throws -> [DeviceID] {
+        try await pool.read { db in
+            try String.fetchAll(
+                try db.cachedStatement(sql: "SELECT device_id FROM device_keys WHERE account_id = ? ORDER BY device_id"),
+                arguments: [accountID.description]
+            ).compactMap(DeviceID.init)
+        }
+    }
+
     func deleteKeys(for deviceID: DeviceID) async throws {
         try await pool.write { db in try SQLitePrekeyStore.deleteKeys(db, deviceID) }
     }

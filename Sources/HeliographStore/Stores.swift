@@ -154,6 +154,8 @@ public protocol PrekeyStore: Sendable {
     func claim(for deviceID: DeviceID) async throws -> ClaimedPrekeys?
     /// How many one-time prekeys of each kind are left.
     func oneTimeCounts(for deviceID: DeviceID) async throws -> (x25519: Int, kem: Int)
+    /// The devices of an account that published keys (revoked devices have none), in one read.
+    func publishedDevices(of accountID: AccountID) async throws -> [DeviceID]
     /// Deletes every published key of a device (on revocation).
     func deleteKeys(for deviceID: DeviceID) async throws
     /// Stores an account's signed device list if `version` is above the stored one; returns

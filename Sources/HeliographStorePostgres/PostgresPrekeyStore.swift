@@ -109,6 +109,16 @@ struct PostgresPrekeyStore: PrekeyStore {
         }
     }
 
+    func publishedDevices(of accountID: AccountID) async throws -> [DeviceID] {
+        try await withDeadline(timeout, what: "list devices with keys") {
+            var devices: [DeviceID] = []
+            let rows = try await client.query(
+                "SELECT device_id FROM device_keys WHERE account_id = \(accountID.rawValue) ORDER BY device_id", logger: logger)
+            for try await id in rows.decode(UUID.self) { devices.append(DeviceID(id)) }
+            return devices
+        }
+    }
+
     func deleteKeys(for deviceID: DeviceID) async throws {
         try await withDeadline(timeout, what: "delete device keys") {
             try await inTransaction(client, logger: logger) { connection in

@@ -136,3 +136,19 @@ extension StoreConformanceTests {
         }
     }
 }
+
+extension StoreConformanceTests {
+    @Test("the devices of an account with published keys are listed in one read", arguments: Backend.all)
+    func publishedDevices(_ backend: Backend) async throws {
+        try await backend.with { storage in
+            let p = try await people(in: storage)
+            #expect(try await storage.prekeys.publishedDevices(of: p.bob.id).isEmpty)
+            try await storage.prekeys.setKeys(keyRecord(for: p.bobPhone))
+            try await storage.prekeys.setKeys(keyRecord(for: p.bobLaptop))
+            try await storage.prekeys.setKeys(keyRecord(for: p.aliceLaptop))
+            #expect(Set(try await storage.prekeys.publishedDevices(of: p.bob.id)) == [p.bobPhone.id, p.bobLaptop.id])
+            _ = try await storage.devices.revoke(p.bobPhone.id, at: Fixture.start + 1)
+            #expect(try await storage.prekeys.publishedDevices(of: p.bob.id) == [p.bobLaptop.id])
+        }
+    }
+}
