@@ -179,10 +179,12 @@ public enum InboxChange: Sendable, Equatable {
     case all
 }
 
-/// Cross-node wake-ups: which devices' inboxes changed, whichever node committed the change.
+/// Cross-node wake-ups: which devices' inboxes changed through another node sharing the
+/// database. (A node's own sends are handed to its sockets directly, so its own changes are not
+/// echoed back.)
 ///
 /// A feed is a hint, never the data: a node that misses a change delivers late, not never,
-/// because delivery always reads the inbox tables.
+/// because delivery reads the inbox tables whenever it is woken.
 public protocol InboxChangeFeed: Sendable {
     /// Changes as they are committed. Finishes when the storage closes.
     func changes() -> AsyncStream<InboxChange>

@@ -98,12 +98,15 @@ public final class PostgresStorage: HeliographStorage {
         let client = PostgresClient(configuration: configuration, backgroundLogger: poolLogger)
         self.client = client
         runTask = Task { await client.run() }
-        feed = PostgresChangeFeed(location: location, logger: logger)
+        // Names this storage in its notifications, so its own listener can skip them: a node
+        // hands its own sends to its sockets directly (see the server's DeliveryHub).
+        let node = String(UUID().uuidString.prefix(8)).lowercased()
+        feed = PostgresChangeFeed(location: location, node: node, logger: logger)
         accounts = PostgresAccountStore(client: client, timeout: operationTimeout)
         devices = PostgresDeviceStore(client: client, timeout: operationTimeout)
         sessions = PostgresSessionStore(client: client, timeout: operationTimeout)
         challenges = PostgresChallengeStore(client: client, timeout: operationTimeout)
-        inbox = PostgresInboxStore(client: client, logger: logger, timeout: operationTimeout)
+        inbox = PostgresInboxStore(client: client, logger: logger, timeout: operationTimeout, node: node)
         prekeys = PostgresPrekeyStore(client: client, timeout: operationTimeout)
         secrets = PostgresSecretStore(client: client, timeout: operationTimeout)
         do {
@@ -359,14 +362,17 @@ final class PostgresChangeFeed: InboxChangeFeed {
 
     let location: PostgresLocation
     let logger: Logger
+    /// This storage's name in notification payloads (`node:device,device,…`).
+    let node: String
     private let subscribers = Mutex<[UInt64: AsyncStream<InboxChange>.Continuation]>([:])
     private let nextID = Atomic<UInt64>(0)
     private let task = Mutex<Task<Void, Never>?>(nil)
     /// Whether LISTEN is active right now.
     private let listening = Atomic<Bool>(false)
 
-    init(location: PostgresLocation, logger: Logger) {
+    init(location: PostgresLocation, node: String, logger: Logger) {
         self.location = location
+        self.node = node
         self.logger = logger
     }
 
@@ -412,7 +418,9 @@ final class PostgresChangeFeed: InboxChangeFeed {
                     // Anything committed while we were not listening is unknown: wake everyone.
                     publish(.all)
                     for try await notification in notifications {
-                        let devices = notification.payload.split(separator: ",").compactMap { DeviceID(String($0)) }
+                        let parts = notification.payload.split(separator: ":", maxSplits: 1)
+                        guard parts.count == 2, parts[0] != node else { continue }
+                        let devices = parts[1].split(separator: ",").compactMap { DeviceID(String($0)) }
                         if !devices.isEmpty { publish(.devices(devices)) }
                     }
                 }

@@ -203,6 +203,8 @@ struct PostgresInboxStore: InboxStore {
     let client: PostgresClient
     let logger: Logger
     let timeout: Duration
+    /// The storage's name in notifications.
+    let node: String
 
     /// The NOTIFY payload limit is 8000 bytes; device ids are 36 characters plus a comma.
     static let devicesPerNotification = 200
@@ -275,7 +277,8 @@ struct PostgresInboxStore: InboxStore {
                 // Delivered to listeners on commit, never before: a woken node always finds the rows.
                 let names = sequences.keys.map(\.description)
                 for start in stride(from: 0, to: names.count, by: Self.devicesPerNotification) {
-                    let chunk = names[start..<min(start + Self.devicesPerNotification, names.count)].joined(separator: ",")
+                    let chunk =
+                        node + ":" + names[start..<min(start + Self.devicesPerNotification, names.count)].joined(separator: ",")
                     try await connection.query(
                         "SELECT pg_notify(\(PostgresChangeFeed.channel), \(chunk))", logger: logger)
                 }
