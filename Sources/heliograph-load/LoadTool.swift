@@ -30,16 +30,21 @@ struct CommonOptions: ParsableArguments {
     @Option(help: "Server base URL.")
     var server: String = "http://127.0.0.1:8080"
 
-    @Option(help: "The server's process id, to report its CPU time per delivered message and its memory.")
-    var serverPid: Int32?
+    @Option(
+        help: "The server's process id, to report its CPU time per delivered message and its memory (repeat for several nodes).")
+    var serverPid: [Int32] = []
+
+    @Option(help: "Connect the receiving sockets to this server instead (another node on the same database).")
+    var receiverServer: String?
 
     @Option(help: "Write the report as JSON to this file.")
     var json: String?
 
     @Option(help: "Account name prefix (letters only), so runs do not collide.")
-    var prefix: String = "load" + String(UUID().uuidString.prefix(6).filter(\.isLetter).lowercased())
+    var prefix: String = "load" + String((0..<8).map { _ in "abcdefghijklmnopqrstuvwxyz".randomElement()! })
 
     var url: URL { URL(string: server)! }
+    var receiverURL: URL { receiverServer.flatMap(URL.init(string:)) ?? url }
 }
 
 /// One load-generating device: an account (or an extra device of one) with its token.
@@ -185,6 +190,14 @@ enum Clock {
 struct ProcessSample {
     var cpuSeconds: Double
     var residentBytes: Int
+
+    /// The sum over several processes (the nodes of a run); nil when none is given.
+    init?(pids: [Int32]) {
+        let samples = pids.compactMap { ProcessSample(pid: $0) }
+        guard !samples.isEmpty else { return nil }
+        cpuSeconds = samples.reduce(0) { $0 + $1.cpuSeconds }
+        residentBytes = samples.reduce(0) { $0 + $1.residentBytes }
+    }
 
     init?(pid: Int32?) {
         guard let pid,

@@ -145,12 +145,13 @@ struct DeliveryRun {
 /// `sending` (device, recipient name), drives the sends, waits until every send reached
 /// `fanOut` devices (or a timeout), and closes everything.
 func runDelivery(
-    receiving: [LoadDevice], sending: [(LoadDevice, String)], server: URL, serverPid: Int32?, rate: Double, window: Int,
+    receiving: [LoadDevice], sending: [(LoadDevice, String)], server: URL, receiverServer: URL? = nil, serverPid: [Int32],
+    rate: Double, window: Int,
     duration: Double, limit: Int?, payloadBytes: Int, fanOut: Int, sessions: [LoadSession]? = nil
 ) async throws -> DeliveryRun {
     var receivers: [Receiver] = []
     for (index, device) in receiving.enumerated() {
-        receivers.append(try await Receiver(device: device, server: server, session: sessions?[index]))
+        receivers.append(try await Receiver(device: device, server: receiverServer ?? server, session: sessions?[index]))
     }
     var sockets: [SendTarget] = []
     for (index, (device, recipient)) in sending.enumerated() {
@@ -164,7 +165,7 @@ func runDelivery(
     }
 
     let counters = SendCounters()
-    let before = ProcessSample(pid: serverPid)
+    let before = ProcessSample(pids: serverPid)
     let started = ContinuousClock.now
     await drive(
         senders: sockets, rate: rate, window: window, duration: duration, limit: limit, payloadBytes: payloadBytes,
@@ -172,7 +173,7 @@ func runDelivery(
     let sent = counters.sent.load(ordering: .relaxed)
     await drain(receivers, expected: sent * fanOut)
     let elapsed = started.duration(to: .now)
-    let after = ProcessSample(pid: serverPid)
+    let after = ProcessSample(pids: serverPid)
     let delivered = receivers.reduce(0) { $0 + $1.delivered }
     for receiver in receivers { await receiver.finish() }
     for target in sockets { await target.connection.close() }
@@ -214,7 +215,8 @@ extension LoadTool {
                 } : nil
             let run = try await runDelivery(
                 receiving: receiverDevices, sending: senders.enumerated().map { ($1, receiverDevices[$0].username) },
-                server: server, serverPid: common.serverPid, rate: rate, window: window, duration: duration, limit: count,
+                server: server, receiverServer: common.receiverURL, serverPid: common.serverPid, rate: rate, window: window,
+                duration: duration, limit: count,
                 payloadBytes: payloadBytes, fanOut: 1, sessions: sessions)
             var report = Report(
                 workload: "one-to-one",
@@ -258,7 +260,8 @@ extension LoadTool {
             let run = try await runDelivery(
                 receiving: recipientDevices,
                 sending: senderDevices.enumerated().map { ($1, firsts[$0 % firsts.count].username) }, server: server,
-                serverPid: common.serverPid, rate: 0, window: window, duration: duration, limit: nil,
+                receiverServer: common.receiverURL, serverPid: common.serverPid, rate: 0, window: window, duration: duration,
+                limit: nil,
                 payloadBytes: payloadBytes, fanOut: devices)
             var report = Report(
                 workload: "multi-device",
@@ -309,7 +312,7 @@ extension LoadTool {
                     components.host = host
                     return components.url!
                 }
-            let before = ProcessSample(pid: common.serverPid)
+            let before = ProcessSample(pids: common.serverPid)
             let started = ContinuousClock.now
             let counters = SendCounters()
             let opened = try await Provision.many(count, parallel: parallel) { index -> HeliographConnection? in
@@ -326,7 +329,7 @@ extension LoadTool {
             }
             let openSeconds = started.duration(to: .now)
             try await Task.sleep(for: .seconds(hold))
-            let after = ProcessSample(pid: common.serverPid)
+            let after = ProcessSample(pids: common.serverPid)
             let alive = opened.compactMap { $0 }.filter { !$0.isClosed }.count
             var report = Report(
                 workload: "connections", parameters: ["count": "\(count)", "targets": "\(bases.count)"],
@@ -370,7 +373,7 @@ extension LoadTool {
             let prefix = common.prefix
             let devices = try await Provision.many(accounts) { try await Provision.account("\(prefix)l\($0)", server: server) }
             let counters = SendCounters()
-            let before = ProcessSample(pid: common.serverPid)
+            let before = ProcessSample(pids: common.serverPid)
             let started = ContinuousClock.now
             let deadline = started + .seconds(duration)
             var histogram = Histogram<UInt64>(highestTrackableValue: 60_000_000, numberOfSignificantValueDigits: .three)
@@ -401,7 +404,7 @@ extension LoadTool {
             }
             histogram = latencies.withLock { $0 }
             let elapsed = started.duration(to: .now)
-            let after = ProcessSample(pid: common.serverPid)
+            let after = ProcessSample(pids: common.serverPid)
             let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
             let logins = counters.sent.load(ordering: .relaxed)
             var report = Report(
