@@ -100,6 +100,36 @@ public struct KeyStoreFile: Sendable {
     /// Runs `body` on the state under the lock and saves what it leaves. `create` makes the
     /// state when there is no file yet.
     public func update<T>(create: Bool = false, _ body: (inout DeviceKeyState) throws -> T) throws -> T {
+        try locked {
+            var state: DeviceKeyState
+            if let data = FileManager.default.contents(atPath: file.path) {
+                state = try decode(data)
+            } else if create {
+                state = DeviceKeyState()
+            } else {
+                throw missing
+            }
+            let result = try body(&state)
+            try writePrivateFile(try encode(state), to: file)
+            return result
+        }
+    }
+
+    /// Reads the state without changing it (and without rewriting the file).
+    public func read() throws -> DeviceKeyState {
+        try locked {
+            guard let data = FileManager.default.contents(atPath: file.path) else { throw missing }
+            return try decode(data)
+        }
+    }
+
+    private var missing: HeliographError {
+        HeliographError(
+            .badRequest, "no key file \(file.path): this profile has no end-to-end keys (log in again to create them)")
+    }
+
+    /// Runs `body` holding the exclusive lock of the key file.
+    private func locked<T>(_ body: () throws -> T) throws -> T {
         let lockPath = file.path + ".lock"
         let descriptor = open(lockPath, O_RDWR | O_CREAT, 0o600)
         guard descriptor >= 0 else {
@@ -110,23 +140,7 @@ public struct KeyStoreFile: Sendable {
             throw HeliographError(.internalError, "cannot lock \(lockPath): \(String(cString: strerror(errno)))")
         }
         defer { flock(descriptor, LOCK_UN) }
-        var state: DeviceKeyState
-        if let data = FileManager.default.contents(atPath: file.path) {
-            state = try decode(data)
-        } else if create {
-            state = DeviceKeyState()
-        } else {
-            throw HeliographError(
-                .badRequest, "no key file \(file.path): this profile has no end-to-end keys (log in again to create them)")
-        }
-        let result = try body(&state)
-        try writePrivateFile(try encode(state), to: file)
-        return result
-    }
-
-    /// Reads the state without changing it.
-    public func read() throws -> DeviceKeyState {
-        try update { $0 }
+        return try body()
     }
 
     // MARK: Sealing
