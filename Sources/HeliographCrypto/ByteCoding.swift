@@ -86,11 +86,12 @@ struct ByteWriter {
 
 /// Reads what ``ByteWriter`` wrote; every shortfall is a `malformed` error, never a crash.
 struct ByteReader {
-    private let data: Data
+    /// A zero-based copy: input may be a `Data` slice whose indices do not start at 0.
+    private let data: [UInt8]
     private var offset: Int
 
     init(_ data: Data) {
-        self.data = Data(data)
+        self.data = Array(data)
         offset = 0
     }
 
