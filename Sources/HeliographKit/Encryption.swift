@@ -16,6 +16,9 @@ public struct DecryptedMessage: Sendable, Equatable {
     public var frankingKey: Data
     /// Whether another device of this account sent it (a copy of one's own message).
     public var fromOwnDevice: Bool
+    /// The sender's name as this device recorded it with the sender's identity key (the
+    /// envelope's name is the server's word; this one was checked when the session was set up).
+    public var senderName: String
 }
 
 /// What became of one received envelope.
@@ -346,7 +349,8 @@ extension HeliographClient {
                     notices.append(.newDevice(username: response.username, device: device))
                 }
                 state.contacts[response.accountId.description]?.devices[device.description] = agreementKey
-                state.sessions[device.description] = session
+                // A session set up meanwhile (say, by `listen` answering this device) wins.
+                if state.sessions[device.description] == nil { state.sessions[device.description] = session }
             }
         }
         return notices
@@ -395,13 +399,16 @@ extension HeliographClient {
     /// Throws only when the key file cannot be read or written.
     public func open(_ message: IncomingMessage) async throws -> OpenedMessage {
         let profile = self.profile
-        if let cached = try keyStore.read().decrypted[message.sequence],
+        // A message decrypted before a crash: only if it is exactly the same envelope again.
+        let known = try keyStore.read()
+        if let cached = known.decrypted[message.sequence], cached.matches(message),
             let content = try? WireCodec.decode(MessageContent.self, from: cached.body)
         {
             return .message(
                 DecryptedMessage(
                     envelope: message, content: content, body: cached.body, frankingKey: cached.frankingKey,
-                    fromOwnDevice: message.senderAccount == profile.accountID))
+                    fromOwnDevice: message.senderAccount == profile.accountID,
+                    senderName: known.contacts[message.senderAccount.description]?.username ?? message.sender))
         }
         func drop(_ reason: String) -> OpenedMessage {
             logger.notice(
@@ -440,72 +447,15 @@ extension HeliographClient {
                 senderIdentity = key
             }
         }
-        let outcome: Result<DecryptedMessage, SessionError> = try keyStore.update { state in
+        let outcome: Result<DecryptedMessage, SessionError> = try keyStore.update { stored in
+            // Work on a copy: a message that fails any check leaves no trace in the key file.
+            var state = stored
             do {
-                let local = try localDevice(state)
-                var session = state.sessions[senderDevice.description]
-                var usedPrekeys: (oneTime: UInt32?, kem: UInt32?) = (nil, nil)
-                var senderAgreementKey: Data?
-                if case .setup(let header, _) = sealed, session?.initiatorBaseKey != header.baseKey {
-                    guard let identity = senderIdentity else { throw SessionError(.unknownSession, "no sender identity") }
-                    notices += Self.record(
-                        identity: identity, account: message.senderAccount, username: message.sender, list: nil, in: &state,
-                        isOwnAccount: message.senderAccount == profile.accountID)
-                    guard let signed = state.signedPrekeys[header.signedPrekeyID] else {
-                        throw SessionError(.unknownPrekey, "signed prekey \(header.signedPrekeyID) is not held (expired?)")
-                    }
-                    var oneTime: AgreementKeyPair?
-                    if let id = header.oneTimePrekeyID {
-                        guard let key = state.oneTimePrekeys[id] else {
-                            throw SessionError(.unknownPrekey, "one-time prekey \(id) was already used")
-                        }
-                        oneTime = try AgreementKeyPair(privateKeyBytes: key.secret)
-                    }
-                    let kemSeed: Data
-                    if header.kemPrekeyIsLastResort {
-                        guard header.kemPrekeyID == state.lastResortID else {
-                            throw SessionError(.unknownPrekey, "last-resort prekey \(header.kemPrekeyID) is not held")
-                        }
-                        kemSeed = state.lastResortSeed
-                    } else {
-                        guard let key = state.kemPrekeys[header.kemPrekeyID] else {
-                            throw SessionError(.unknownPrekey, "ML-KEM prekey \(header.kemPrekeyID) was already used")
-                        }
-                        kemSeed = key.secret
-                    }
-                    let signedKey = try AgreementKeyPair(privateKeyBytes: signed.secret)
-                    let (secret, associated) = try PQXDH.respond(
-                        to: header, at: local, from: message.senderAccount, device: senderDevice, identity: identity,
-                        prekeys: .init(signedPrekey: signedKey, oneTimePrekey: oneTime, kemPrekey: try KEMKeyPair(seed: kemSeed)))
-                    session = RatchetSession(
-                        responding: secret, associatedData: associated, signedPrekey: signedKey, initiatorBaseKey: header.baseKey)
-                    usedPrekeys = (header.oneTimePrekeyID, header.kemPrekeyIsLastResort ? nil : header.kemPrekeyID)
-                    senderAgreementKey = header.initiatorAgreementKey.publicKey
-                }
-                guard var current = session else {
-                    throw SessionError(.unknownSession, "no session with device \(senderDevice) and no setup in the message")
-                }
-                let plaintext = try current.decrypt(sealed.ratchetMessage)
-                let content = try SealedContent(bytes: plaintext)
-                try Franking.verifyCommitment(
-                    commitment, frankingKey: content.frankingKey, messageID: message.messageID, sender: message.senderAccount,
-                    body: content.body)
-                guard let decoded = try? WireCodec.decode(MessageContent.self, from: content.body) else {
-                    throw SessionError(.malformed, "the decrypted content is not a message")
-                }
-                // Everything checked: only now does the state change.
-                state.sessions[senderDevice.description] = current
-                if let id = usedPrekeys.oneTime { state.oneTimePrekeys[id] = nil }
-                if let id = usedPrekeys.kem { state.kemPrekeys[id] = nil }
-                if let key = senderAgreementKey {
-                    state.contacts[message.senderAccount.description]?.devices[senderDevice.description] = key
-                }
-                state.decrypted[message.sequence] = .init(
-                    sequence: message.sequence, body: content.body, frankingKey: content.frankingKey)
-                return .success(
-                    DecryptedMessage(
-                        envelope: message, content: decoded, body: content.body, frankingKey: content.frankingKey,
-                        fromOwnDevice: message.senderAccount == profile.accountID))
+                let decrypted = try openSealed(
+                    sealed, of: message, from: senderDevice, commitment: commitment, senderIdentity: senderIdentity,
+                    state: &state, notices: &notices)
+                stored = state
+                return .success(decrypted)
             } catch let error as SessionError {
                 return .failure(error)
             }
@@ -519,6 +469,124 @@ extension HeliographClient {
             return drop(error.description)
         }
     }
+
+    /// The state-changing part of ``open(_:)``, on a copy of the key state.
+    ///
+    /// Sessions per remote device: the current one and up to ``archivedSessionLimit`` earlier
+    /// ones. When both devices set a session up at the same moment, each first answers the
+    /// other's setup; keeping the replaced session and trying it when the current one fails
+    /// lets the two converge on one session instead of losing each other for good.
+    private func openSealed(
+        _ sealed: SealedMessage, of message: IncomingMessage, from senderDevice: DeviceID, commitment: Data,
+        senderIdentity: IdentityPublicKey?, state: inout DeviceKeyState, notices: inout [KeyNotice]
+    ) throws(SessionError) -> DecryptedMessage {
+        let profile = self.profile
+        let key = senderDevice.description
+        let local: LocalDevice
+        do { local = try localDevice(state) } catch { throw SessionError(.invalidKey, "the device's own keys are unreadable") }
+        let current = state.sessions[key]
+        let archived = state.archivedSessions?[key] ?? []
+        // Candidates in order; `nil` index marks a session made from this message's setup.
+        var candidates: [(index: Int?, session: RatchetSession)] = []
+        var usedPrekeys: (oneTime: UInt32?, kem: UInt32?) = (nil, nil)
+        var senderAgreementKey: Data?
+        if case .setup(let header, _) = sealed {
+            let all = [current].compactMap { $0 }.map { (Optional(-1), $0) } + archived.enumerated().map { (Optional($0), $1) }
+            if let existing = all.first(where: { $0.1.initiatorBaseKey == header.baseKey }) {
+                candidates = [(existing.0, existing.1)]
+            } else if (state.usedBaseKeys ?? []).contains(header.baseKey) {
+                throw SessionError(.replayed, "this session setup was already used")
+            } else {
+                guard let identity = senderIdentity else { throw SessionError(.unknownSession, "no sender identity") }
+                notices += Self.record(
+                    identity: identity, account: message.senderAccount, username: message.sender, list: nil, in: &state,
+                    isOwnAccount: message.senderAccount == profile.accountID)
+                guard let signed = state.signedPrekeys[header.signedPrekeyID] else {
+                    throw SessionError(.unknownPrekey, "signed prekey \(header.signedPrekeyID) is not held (expired?)")
+                }
+                var oneTime: AgreementKeyPair?
+                if let id = header.oneTimePrekeyID {
+                    guard let stored = state.oneTimePrekeys[id] else {
+                        throw SessionError(.unknownPrekey, "one-time prekey \(id) was already used")
+                    }
+                    oneTime = try AgreementKeyPair(privateKeyBytes: stored.secret)
+                }
+                let kemSeed: Data
+                if header.kemPrekeyIsLastResort {
+                    guard header.kemPrekeyID == state.lastResortID else {
+                        throw SessionError(.unknownPrekey, "last-resort prekey \(header.kemPrekeyID) is not held")
+                    }
+                    kemSeed = state.lastResortSeed
+                } else {
+                    guard let stored = state.kemPrekeys[header.kemPrekeyID] else {
+                        throw SessionError(.unknownPrekey, "ML-KEM prekey \(header.kemPrekeyID) was already used")
+                    }
+                    kemSeed = stored.secret
+                }
+                let signedKey = try AgreementKeyPair(privateKeyBytes: signed.secret)
+                let (secret, associated) = try PQXDH.respond(
+                    to: header, at: local, from: message.senderAccount, device: senderDevice, identity: identity,
+                    prekeys: .init(signedPrekey: signedKey, oneTimePrekey: oneTime, kemPrekey: try KEMKeyPair(seed: kemSeed)))
+                candidates = [
+                    (
+                        nil,
+                        RatchetSession(
+                            responding: secret, associatedData: associated, signedPrekey: signedKey,
+                            initiatorBaseKey: header.baseKey)
+                    )
+                ]
+                usedPrekeys = (header.oneTimePrekeyID, header.kemPrekeyIsLastResort ? nil : header.kemPrekeyID)
+                senderAgreementKey = header.initiatorAgreementKey.publicKey
+            }
+        } else {
+            candidates = [current].compactMap { $0 }.map { (-1, $0) } + archived.enumerated().map { ($0, $1) }
+        }
+        guard !candidates.isEmpty else {
+            throw SessionError(.unknownSession, "no session with device \(senderDevice) and no setup in the message")
+        }
+        var firstError: SessionError?
+        for (index, candidate) in candidates {
+            var session = candidate
+            do throws(SessionError) {
+                let plaintext = try session.decrypt(sealed.ratchetMessage)
+                let content = try SealedContent(bytes: plaintext)
+                try Franking.verifyCommitment(
+                    commitment, frankingKey: content.frankingKey, messageID: message.messageID, sender: message.senderAccount,
+                    body: content.body)
+                guard let decoded = try? WireCodec.decode(MessageContent.self, from: content.body) else {
+                    throw SessionError(.malformed, "the decrypted content is not a message")
+                }
+                // Everything checked: the session that opened the message becomes the current one.
+                var archive = archived
+                if let index, index >= 0 { archive.remove(at: index) }
+                if index != -1, let current { archive.insert(current, at: 0) }
+                state.archivedSessions = (state.archivedSessions ?? [:]).merging(
+                    [key: Array(archive.prefix(Self.archivedSessionLimit))]) { $1 }
+                state.sessions[key] = session
+                if index == nil, case .setup(let header, _) = sealed {
+                    state.usedBaseKeys = Array(((state.usedBaseKeys ?? []) + [header.baseKey]).suffix(Self.usedBaseKeyLimit))
+                }
+                if let id = usedPrekeys.oneTime { state.oneTimePrekeys[id] = nil }
+                if let id = usedPrekeys.kem { state.kemPrekeys[id] = nil }
+                if let agreement = senderAgreementKey {
+                    state.contacts[message.senderAccount.description]?.devices[key] = agreement
+                }
+                state.decrypted[message.sequence] = .init(message, body: content.body, frankingKey: content.frankingKey)
+                return DecryptedMessage(
+                    envelope: message, content: decoded, body: content.body, frankingKey: content.frankingKey,
+                    fromOwnDevice: message.senderAccount == profile.accountID,
+                    senderName: state.contacts[message.senderAccount.description]?.username ?? message.sender)
+            } catch {
+                firstError = firstError ?? error
+            }
+        }
+        throw firstError ?? SessionError(.unknownSession, "no session opened the message")
+    }
+
+    /// Earlier sessions kept per remote device.
+    static let archivedSessionLimit = 3
+    /// Session-setup base keys remembered, so a replayed setup cannot start a session again.
+    static let usedBaseKeyLimit = 2_000
 
     /// After a session setup consumed prekeys: top up if the server runs low. Failure here must
     /// not lose the message, so it is only logged.

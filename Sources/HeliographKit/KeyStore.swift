@@ -38,6 +38,30 @@ public struct DeviceKeyState: Codable, Sendable {
         public var body: Data
         /// The franking key, for reports.
         public var frankingKey: Data
+        /// What the envelope said, so the entry is used only for exactly the same envelope.
+        public var messageID: String
+        /// The sending account.
+        public var senderAccount: AccountID
+        /// The sending device.
+        public var senderDevice: String
+        /// SHA-256 of the ciphertext.
+        public var payloadHash: Data
+
+        init(_ message: IncomingMessage, body: Data, frankingKey: Data) {
+            sequence = message.sequence
+            self.body = body
+            self.frankingKey = frankingKey
+            messageID = message.messageID
+            senderAccount = message.senderAccount
+            senderDevice = message.senderDevice
+            payloadHash = Data(SHA256.hash(data: message.payload))
+        }
+
+        /// Whether `message` is the envelope this entry was decrypted from.
+        func matches(_ message: IncomingMessage) -> Bool {
+            message.sequence == sequence && message.messageID == messageID && message.senderAccount == senderAccount
+                && message.senderDevice == senderDevice && Data(SHA256.hash(data: message.payload)) == payloadHash
+        }
     }
 
     /// The device's X25519 agreement private key.
@@ -64,6 +88,10 @@ public struct DeviceKeyState: Codable, Sendable {
     public var contacts: [String: Contact] = [:]
     /// Decrypted messages not yet acknowledged, by inbox sequence number.
     public var decrypted: [Int64: Decrypted] = [:]
+    /// Earlier sessions by remote device id, newest first (see `HeliographClient.open`).
+    public var archivedSessions: [String: [RatchetSession]]?
+    /// Base keys of session setups already answered, oldest first.
+    public var usedBaseKeys: [Data]?
 
     /// A fresh state with a new agreement key.
     public init() {

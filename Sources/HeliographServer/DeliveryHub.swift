@@ -21,14 +21,21 @@ public final class DeliveryHub: Sendable {
     /// Committed envelopes handed to one socket's delivery loop, bounded: past the bound the
     /// loop simply reads the store.
     final class Mailbox: Sendable {
+        /// At most this many envelopes and payload bytes wait in a mailbox; past either, the
+        /// loop reads the store instead, so a socket that stopped reading pins little memory.
         static let capacity = 256
-        private let state = Mutex<(envelopes: [Envelope], needsRead: Bool)>(([], true))
+        static let byteCapacity = 1 << 20
+        private let state = Mutex<(envelopes: [Envelope], bytes: Int, needsRead: Bool)>(([], 0, true))
 
         func put(_ envelope: Envelope) {
             state.withLock { state in
-                if state.envelopes.count < Self.capacity {
+                if state.envelopes.count < Self.capacity, state.bytes + envelope.payload.count <= Self.byteCapacity {
                     state.envelopes.append(envelope)
+                    state.bytes += envelope.payload.count
                 } else {
+                    // Full: drop what waits; the store read that follows delivers it all.
+                    state.envelopes.removeAll()
+                    state.bytes = 0
                     state.needsRead = true
                 }
             }
@@ -43,6 +50,7 @@ public final class DeliveryHub: Sendable {
             state.withLock { state in
                 defer {
                     state.envelopes.removeAll(keepingCapacity: true)
+                    state.bytes = 0
                     state.needsRead = false
                 }
                 return (state.envelopes.sorted { $0.sequence < $1.sequence }, state.needsRead)

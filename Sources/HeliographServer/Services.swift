@@ -237,8 +237,19 @@ public struct MessageService: Sendable {
             sender: EnvelopeSender(accountID: caller.accountID, username: caller.username, deviceID: caller.deviceID),
             recipientAccountID: recipient.id, copies: tagged, serverTime: serverTime,
             frankingCommitment: request.frankingCommitment)
-        let receipt = try await metrics.timed(\.storeEnqueueTime) { try await storage.inbox.enqueue(message) }
-        if !receipt.duplicate {
+        let receipt: DeliveryReceipt
+        do {
+            receipt = try await metrics.timed(\.storeEnqueueTime) { try await storage.inbox.enqueue(message) }
+        } catch {
+            // The store may have committed after all (a timeout on a slow database): wake the
+            // devices so that nothing committed waits for the next message to be pushed.
+            hub.wake(message.copies.map(\.deviceID))
+            throw error
+        }
+        if receipt.duplicate {
+            // A retry: the first attempt's hand-off may never have happened (see above).
+            hub.wake(receipt.sequences.keys)
+        } else {
             metrics.recordAccepted(receipt.sequences.count)
             // Committed: hand the envelopes straight to this node's sockets of those devices.
             hub.deliver(

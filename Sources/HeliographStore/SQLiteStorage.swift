@@ -615,7 +615,12 @@ struct SQLitePrekeyStore: PrekeyStore {
     func publishedDevices(of accountID: AccountID) async throws -> [DeviceID] {
         try await pool.read { db in
             try String.fetchAll(
-                try db.cachedStatement(sql: "SELECT device_id FROM device_keys WHERE account_id = ? ORDER BY device_id"),
+                // Joined with devices: a key upload racing a revocation must not bring a device back.
+                try db.cachedStatement(
+                    sql: """
+                        SELECT k.device_id FROM device_keys k JOIN devices d ON d.id = k.device_id
+                        WHERE k.account_id = ? AND d.revoked_at IS NULL ORDER BY k.device_id
+                        """),
                 arguments: [accountID.description]
             ).compactMap(DeviceID.init)
         }

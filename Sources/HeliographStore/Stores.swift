@@ -154,7 +154,7 @@ public protocol PrekeyStore: Sendable {
     func claim(for deviceID: DeviceID) async throws -> ClaimedPrekeys?
     /// How many one-time prekeys of each kind are left.
     func oneTimeCounts(for deviceID: DeviceID) async throws -> (x25519: Int, kem: Int)
-    /// The devices of an account that published keys (revoked devices have none), in one read.
+    /// The active devices of an account that published keys, in one read.
     func publishedDevices(of accountID: AccountID) async throws -> [DeviceID]
     /// Deletes every published key of a device (on revocation).
     func deleteKeys(for deviceID: DeviceID) async throws

@@ -113,7 +113,10 @@ struct PostgresPrekeyStore: PrekeyStore {
         try await withDeadline(timeout, what: "list devices with keys") {
             var devices: [DeviceID] = []
             let rows = try await client.query(
-                "SELECT device_id FROM device_keys WHERE account_id = \(accountID.rawValue) ORDER BY device_id", logger: logger)
+                """
+                SELECT k.device_id FROM device_keys k JOIN devices d ON d.id = k.device_id
+                WHERE k.account_id = \(accountID.rawValue) AND d.revoked_at IS NULL ORDER BY k.device_id
+                """, logger: logger)
             for try await id in rows.decode(UUID.self) { devices.append(DeviceID(id)) }
             return devices
         }

@@ -418,9 +418,11 @@ final class PostgresChangeFeed: InboxChangeFeed {
                     // Anything committed while we were not listening is unknown: wake everyone.
                     publish(.all)
                     for try await notification in notifications {
+                        // `node:device,…`; a payload without a node name (an older node during a
+                        // rolling upgrade) is a plain device list.
                         let parts = notification.payload.split(separator: ":", maxSplits: 1)
-                        guard parts.count == 2, parts[0] != node else { continue }
-                        let devices = parts[1].split(separator: ",").compactMap { DeviceID(String($0)) }
+                        if parts.count == 2, parts[0] == node { continue }
+                        let devices = (parts.last ?? "").split(separator: ",").compactMap { DeviceID(String($0)) }
                         if !devices.isEmpty { publish(.devices(devices)) }
                     }
                 }

@@ -222,7 +222,7 @@ extension Helio {
                                 if decrypted.fromOwnDevice, let to = decrypted.content.to {
                                     line = "\(time) you to @\(to): \(decrypted.content.text)\n"
                                 } else {
-                                    line = "\(time) @\(message.sender): \(decrypted.content.text)\n"
+                                    line = "\(time) @\(decrypted.senderName): \(decrypted.content.text)\n"
                                 }
                             case .dropped(_, let reason):
                                 // Not shown as a message: it could not be authenticated.

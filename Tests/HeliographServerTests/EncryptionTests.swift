@@ -254,6 +254,58 @@ struct EncryptionTests {
         }
     }
 
+    @Test("two devices that set up sessions with each other at the same moment converge on one")
+    func simultaneousSetup() async throws {
+        try await TestServer.run { server in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob_b")
+            // Both write first, before reading anything: two setups cross on the wire.
+            try await alice.sendEncrypted(text: "hi from alice", to: "bob_b")
+            try await bob.sendEncrypted(text: "hi from bob", to: "alice")
+            #expect(try await openMessages(1, from: bob).texts == ["hi from alice"])
+            #expect(try await openMessages(1, from: alice).texts == ["hi from bob"])
+            // From here on, both directions keep working.
+            for round in 1...3 {
+                try await alice.sendEncrypted(text: "a\(round)", to: "bob_b")
+                try await bob.sendEncrypted(text: "b\(round)", to: "alice")
+                let atBob = try await openMessages(1, from: bob)
+                let atAlice = try await openMessages(1, from: alice)
+                #expect(atBob.texts == ["a\(round)"], "\(atBob.dropped)")
+                #expect(atAlice.texts == ["b\(round)"], "\(atAlice.dropped)")
+            }
+        }
+    }
+
+    @Test("a decrypted message kept for crash recovery is reused only for exactly the same envelope")
+    func recoveryCacheBinding() async throws {
+        try await TestServer.run { server in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob_b")
+            let carol = try await server.register("carol")
+            try await alice.sendEncrypted(text: "from alice", to: "bob_b")
+            let envelope = try await receive(1, from: bob)[0]
+            guard case .message(let first) = try await bob.open(envelope) else {
+                Issue.record("the message did not open")
+                return
+            }
+            #expect(first.senderName == "alice")
+            // Opened again (as after a crash before acknowledging): the kept copy is used.
+            guard case .message(let again) = try await bob.open(envelope) else {
+                Issue.record("the kept copy was not used")
+                return
+            }
+            #expect(again.content.text == "from alice")
+            // The same sequence number re-sent by a lying server as coming from someone else.
+            var relabelled = envelope
+            relabelled.sender = "carol"
+            relabelled.senderAccount = carol.profile.accountID
+            guard case .dropped = try await bob.open(relabelled) else {
+                Issue.record("a relabelled envelope was shown")
+                return
+            }
+        }
+    }
+
     @Test("a message without a session is dropped as unknown_session; a changed identity is reported")
     func unknownSessionAndIdentityChange() async throws {
         try await TestServer.run { server in
