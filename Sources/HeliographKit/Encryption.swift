@@ -168,6 +168,9 @@ extension HeliographClient {
             }
             try keyStore.update { $0.published = true }
         }
+        // Once more now that the keys are up: a device that logged in meanwhile built its list
+        // from the devices with keys, which did not include this one yet.
+        if firstTime { try await publishDeviceList() }
         return status
     }
 

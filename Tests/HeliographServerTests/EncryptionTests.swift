@@ -246,6 +246,10 @@ struct EncryptionTests {
             let first = try await alice.sendEncrypted(text: "one", to: "bob_b")
             #expect(first.notices.isEmpty)
             let bobTablet = try await server.addDevice(to: bobPhone, named: "tablet")
+            // The signed device list now names both devices.
+            let keys = try await alice.call(.fetchKeys, FetchKeysRequest(username: "bob_b"), as: FetchKeysResponse.self)
+            #expect(
+                Set(keys.deviceList?.devices.map(\.deviceId) ?? []) == [bobPhone.profile.deviceID, bobTablet.profile.deviceID])
             let second = try await alice.sendEncrypted(text: "two", to: "bob_b")
             #expect(second.notices == [.newDevice(username: "bob_b", device: bobTablet.profile.deviceID)])
             #expect(second.response.deviceCount == 2)
