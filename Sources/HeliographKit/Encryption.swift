@@ -229,7 +229,8 @@ extension HeliographClient {
     @discardableResult
     public func sendEncrypted(text: String, to username: String, messageID: MessageID = .random()) async throws -> EncryptedSend {
         let profile = self.profile
-        if !(try keyStore.update(create: true) { $0.published }) { try await prepareEncryption() }
+        // A read, not an update: this runs on every send, and an update rewrites the file.
+        if try !keyStore.exists || !keyStore.read().published { try await prepareEncryption() }
         var notices: [KeyNotice] = []
         var attempt = 0
         while true {
@@ -296,14 +297,14 @@ extension HeliographClient {
 
     /// Sets up sessions with the listed devices of an account that have none yet.
     private func ensureSessions(with username: String, devices: [DeviceID]) async throws -> [KeyNotice] {
-        let known = try keyStore.read().sessions
-        let missing = devices.filter { known[$0.description] == nil }
+        let known = try keyStore.read()
+        let missing = devices.filter { known.sessions[$0.description] == nil }
         guard !missing.isEmpty else { return [] }
         let response = try await call(
             .fetchKeys, FetchKeysRequest(username: username, devices: missing), as: FetchKeysResponse.self)
         let identity = try IdentityPublicKey(rawBytes: response.identityKey)
         var notices: [KeyNotice] = []
-        let local = try localDevice(try keyStore.read())
+        let local = try localDevice(known)
         // Verify outside the lock (signatures are slow-ish), then record.
         let list: SignedDeviceList? = try response.deviceList.map { wire in
             let list = SignedDeviceList(
@@ -313,7 +314,7 @@ extension HeliographClient {
             try list.verify(identity: identity)
             return list
         }
-        if let list, let seen = try keyStore.read().contacts[response.accountId.description],
+        if let list, let seen = known.contacts[response.accountId.description],
             seen.identityKey == identity.rawBytes, list.version < seen.deviceListVersion
         {
             // A correctly signed but older list: the server is hiding a later change.
@@ -434,8 +435,9 @@ extension HeliographClient {
         var senderIdentity: IdentityPublicKey?
         var notices: [KeyNotice] = []
         if case .setup = sealed {
-            let known = try keyStore.read().contacts[message.senderAccount.description]
-            if let known, let key = try? IdentityPublicKey(rawBytes: known.identityKey) {
+            if let contact = known.contacts[message.senderAccount.description],
+                let key = try? IdentityPublicKey(rawBytes: contact.identityKey)
+            {
                 senderIdentity = key
             }
             if message.senderAccount == profile.accountID {

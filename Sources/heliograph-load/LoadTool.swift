@@ -264,3 +264,40 @@ extension Histogram<UInt64> {
         ]
     }
 }
+
+extension Duration {
+    /// The duration in seconds, for reports.
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+}
+
+/// Raises this process's descriptor limit to the hard limit, and says so when `connections`
+/// sockets will not fit.
+func raiseFileLimit(for connections: Int) {
+    var limit = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    limit.rlim_cur = limit.rlim_max
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    if Int(limit.rlim_cur) < connections + 100 {
+        print("note: ulimit -n is \(limit.rlim_cur); \(connections) connections need at least \(connections + 100)")
+    }
+}
+
+extension Report {
+    /// The report of an idle-connections run: how many stayed open and the server's memory
+    /// growth per connection.
+    static func connections(
+        workload: String, parameters: [String: String], opening: Duration, attempted: Int, counters: SendCounters, alive: Int,
+        before: ProcessSample?, after: ProcessSample?
+    ) -> Report {
+        var report = Report(
+            workload: workload, parameters: parameters, durationSeconds: opening.seconds, offeredRate: nil, sent: attempted,
+            errors: counters.errors.load(ordering: .relaxed), delivered: alive, achievedRate: 0, latencyMicroseconds: [:])
+        if let before, let after {
+            report.serverResidentBytes = after.residentBytes
+            report.extra["server bytes per connection"] =
+                Double(after.residentBytes - before.residentBytes) / Double(max(alive, 1))
+        }
+        report.extra["connections open"] = Double(alive)
+        return report
+    }
+}

@@ -180,7 +180,7 @@ func runDelivery(
     listening.cancel()
     return DeliveryRun(
         sent: sent, errors: counters.errors.load(ordering: .relaxed), firstError: counters.firstError.withLock { $0 },
-        delivered: delivered, seconds: Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18,
+        delivered: delivered, seconds: elapsed.seconds,
         latency: merged(receivers), serverBefore: before, serverAfter: after)
 }
 
@@ -298,7 +298,7 @@ extension LoadTool {
         @Option(help: "Connections opened at once.") var parallel = 64
 
         func run() async throws {
-            raiseFileLimit()
+            raiseFileLimit(for: count)
             let server = common.url
             let prefix = common.prefix
             let loginDevices = try await Provision.many(devices) {
@@ -331,30 +331,12 @@ extension LoadTool {
             try await Task.sleep(for: .seconds(hold))
             let after = ProcessSample(pids: common.serverPid)
             let alive = opened.compactMap { $0 }.filter { !$0.isClosed }.count
-            var report = Report(
-                workload: "connections", parameters: ["count": "\(count)", "targets": "\(bases.count)"],
-                durationSeconds: Double(openSeconds.components.seconds) + Double(openSeconds.components.attoseconds) / 1e18,
-                offeredRate: nil, sent: count, errors: counters.errors.load(ordering: .relaxed), delivered: alive,
-                achievedRate: 0, latencyMicroseconds: [:])
-            if let before, let after {
-                report.serverResidentBytes = after.residentBytes
-                report.extra["server bytes per connection"] =
-                    Double(after.residentBytes - before.residentBytes) / Double(max(alive, 1))
-            }
-            report.extra["connections open"] = Double(alive)
-            try report.print(json: common.json)
+            try Report.connections(
+                workload: "connections", parameters: ["count": "\(count)", "targets": "\(bases.count)"], opening: openSeconds,
+                attempted: count, counters: counters, alive: alive, before: before, after: after
+            ).print(json: common.json)
             if let error = counters.firstError.withLock({ $0 }) { Swift.print("first error     \(error)") }
             for connection in opened.compactMap({ $0 }) { await connection.close() }
-        }
-
-        func raiseFileLimit() {
-            var limit = rlimit()
-            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-            limit.rlim_cur = limit.rlim_max
-            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-            if Int(limit.rlim_cur) < count + 100 {
-                Swift.print("note: ulimit -n is \(limit.rlim_cur); \(count) connections need at least \(count + 100)")
-            }
         }
     }
 
@@ -405,7 +387,7 @@ extension LoadTool {
             histogram = latencies.withLock { $0 }
             let elapsed = started.duration(to: .now)
             let after = ProcessSample(pids: common.serverPid)
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = elapsed.seconds
             let logins = counters.sent.load(ordering: .relaxed)
             var report = Report(
                 workload: "login-storm", parameters: ["accounts": "\(accounts)", "parallel": "\(parallel)"],

@@ -90,18 +90,21 @@ extension LoadTool {
                 for index in 0..<pairs {
                     let sender = senders[index]
                     let target = receivers[index].connection.jid
+                    @Sendable func sendOne() async {
+                        do {
+                            try await sender.send(body: body(), to: target)
+                            counters.sent.add(1, ordering: .relaxed)
+                        } catch {
+                            counters.failed(error)
+                        }
+                    }
                     if rate <= 0 {
                         for _ in 0..<window { credits[index].continuation.yield() }
                         let stream = credits[index].stream
                         group.addTask {
                             for await _ in stream {
                                 guard budget.take() else { break }
-                                do {
-                                    try await sender.send(body: body(), to: target)
-                                    counters.sent.add(1, ordering: .relaxed)
-                                } catch {
-                                    counters.failed(error)
-                                }
+                                await sendOne()
                             }
                         }
                     } else {
@@ -112,12 +115,7 @@ extension LoadTool {
                             while true {
                                 try? await Task.sleep(until: start + .seconds(interval * Double(tick)))
                                 guard budget.take() else { break }
-                                do {
-                                    try await sender.send(body: body(), to: target)
-                                    counters.sent.add(1, ordering: .relaxed)
-                                } catch {
-                                    counters.failed(error)
-                                }
+                                await sendOne()
                                 tick += 1
                             }
                         }
@@ -138,7 +136,7 @@ extension LoadTool {
             for connection in connections { await connection.close() }
             listening.cancel()
 
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = elapsed.seconds
             var report = Report(
                 workload: "xmpp-one-to-one",
                 parameters: [
@@ -165,10 +163,7 @@ extension LoadTool {
         @Option(help: "Connections opened at once.") var parallel = 64
 
         func run() async throws {
-            var limit = rlimit()
-            getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-            limit.rlim_cur = limit.rlim_max
-            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+            raiseFileLimit(for: count)
             let url = xmpp.server
             let domain = xmpp.domain
             let counters = SendCounters()
@@ -186,18 +181,10 @@ extension LoadTool {
             try await Task.sleep(for: .seconds(hold))
             let after = ProcessSample(pid: xmpp.serverPid)
             let alive = opened.compactMap { $0 }.count
-            var report = Report(
-                workload: "xmpp-connections", parameters: ["count": "\(count)"],
-                durationSeconds: Double(openSeconds.components.seconds) + Double(openSeconds.components.attoseconds) / 1e18,
-                offeredRate: nil, sent: count, errors: counters.errors.load(ordering: .relaxed), delivered: alive,
-                achievedRate: 0, latencyMicroseconds: [:])
-            if let before, let after {
-                report.serverResidentBytes = after.residentBytes
-                report.extra["server bytes per connection"] =
-                    Double(after.residentBytes - before.residentBytes) / Double(max(alive, 1))
-            }
-            report.extra["connections open"] = Double(alive)
-            try report.print(json: xmpp.json)
+            try Report.connections(
+                workload: "xmpp-connections", parameters: ["count": "\(count)"], opening: openSeconds, attempted: count,
+                counters: counters, alive: alive, before: before, after: after
+            ).print(json: xmpp.json)
             if let error = counters.firstError.withLock({ $0 }) { Swift.print("first error     \(error)") }
             for connection in opened.compactMap({ $0 }) { await connection.close() }
         }
