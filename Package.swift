@@ -104,7 +104,7 @@ let package = Package(
         .executableTarget(
             name: "heliograph",
             dependencies: [
-                "HeliographCore", "HeliographServer", "HeliographStore", "HeliographStorePostgres",
+                "HeliographCore", "HeliographCrypto", "HeliographServer", "HeliographStore", "HeliographStorePostgres",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
@@ -159,6 +159,8 @@ let package = Package(
             name: "HeliographServerTests",
             dependencies: [
                 "HeliographServer", "HeliographKit", "HeliographStore", "HeliographCrypto", "HeliographProtocol",
+                // Reads a server's database file directly, as someone holding a copy of it would.
+                .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),

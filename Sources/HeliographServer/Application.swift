@@ -34,6 +34,8 @@ public struct HeliographServices: Sendable {
     public let keys: KeyService
     /// Verification of franked reports.
     public let reports: ReportVerificationService
+    /// The server's franking keys (sealed in the database, rotated, shared by every node).
+    public let frankingKeys: FrankingKeyring
 
     /// Wires the services over one storage backend.
     public init(
@@ -45,13 +47,16 @@ public struct HeliographServices: Sendable {
         auth = AuthService(
             storage: storage, clock: clock, configuration: configuration, accounts: accounts, authLimiter: authLimiter)
         devices = DeviceService(storage: storage, clock: clock, hub: hub)
-        let franking = FrankingSecret(storage: storage)
+        let franking = FrankingKeyring(
+            store: storage.frankingKeys, sealingKey: configuration.frankingSealingKey, clock: clock,
+            retention: configuration.frankingKeyRetention, refreshInterval: configuration.frankingKeyRefreshInterval)
+        frankingKeys = franking
         messages = MessageService(
             storage: storage, clock: clock, configuration: configuration, accounts: accounts, hub: hub, metrics: metrics,
             accountLimiter: RateLimiter(rate: configuration.accountSendRate, burst: configuration.accountSendBurst),
             pairLimiter: RateLimiter(rate: configuration.pairSendRate, burst: configuration.pairSendBurst), franking: franking)
         keys = KeyService(storage: storage, accounts: accounts)
-        reports = ReportVerificationService(storage: storage, secret: franking)
+        reports = ReportVerificationService(storage: storage, keyring: franking)
     }
 }
 
@@ -91,7 +96,8 @@ public func buildApplication(
         await gateway.serve(inbound: inbound, outbound: outbound, logger: context.logger)
     }
 
-    let sweeper = RetentionSweeper(storage: storage, configuration: configuration, clock: clock, logger: logger)
+    let sweeper = RetentionSweeper(
+        storage: storage, configuration: configuration, clock: clock, logger: logger, frankingKeys: services.frankingKeys)
     var background: [any Service] = [StorageCloser(storage: storage), sweeper]
     if let feed = storage.changeFeed {
         background.append(ChangeFeedRelay(feed: feed, hub: hub))
@@ -171,6 +177,7 @@ struct RetentionSweeper: Service {
     let configuration: ServerConfiguration
     let clock: any WallClock
     let logger: Logger
+    let frankingKeys: FrankingKeyring
 
     func run() async throws {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
@@ -193,6 +200,16 @@ struct RetentionSweeper: Service {
             }
         } catch {
             logger.warning("retention sweep failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
+        // Franking keys replaced longer ago than their retention: reports of messages they
+        // tagged stop verifying, as documented.
+        do {
+            let deleted = try await frankingKeys.deleteExpired()
+            if !deleted.isEmpty {
+                logger.notice("deleted expired franking keys", metadata: ["keys": "\(deleted)"])
+            }
+        } catch {
+            logger.warning("franking key sweep failed", metadata: ["error": "\(String(reflecting: error))"])
         }
     }
 }

@@ -4,32 +4,6 @@ import HeliographCrypto
 import HeliographProtocol
 import HeliographStore
 
-/// The server's franking secret, read from the database once (every node shares it).
-public actor FrankingSecret {
-    /// The name under which the secret is stored.
-    static let name = "franking-v1"
-    private let storage: any HeliographStorage
-    private var cached: Data?
-
-    /// A secret read lazily from `storage`.
-    public init(storage: any HeliographStorage) { self.storage = storage }
-
-    /// The secret; created on first use.
-    public func value() async throws -> Data {
-        if let cached { return cached }
-        let secret = try await storage.secrets.secret(named: Self.name) { Franking.newServerSecret() }
-        guard secret.count == Franking.size else {
-            throw StorageCorruptSecret()
-        }
-        cached = secret
-        return secret
-    }
-
-    struct StorageCorruptSecret: Error, CustomStringConvertible {
-        var description: String { "the stored franking secret has the wrong size" }
-    }
-}
-
 /// Publishing and handing out prekey bundles.
 ///
 /// The server checks every signature on upload so that nonsense is refused early, but clients
@@ -189,7 +163,7 @@ extension WirePrekey {
 /// calls ``verify(_:)``; the `verifyReport` method exposes it to the reporting device.
 public struct ReportVerificationService: Sendable {
     let storage: any HeliographStorage
-    let secret: FrankingSecret
+    let keyring: FrankingKeyring
 
     /// The outcome of a check.
     public enum Outcome: Sendable, Equatable {
@@ -218,7 +192,26 @@ public struct ReportVerificationService: Sendable {
             commitment: commitment, senderAccount: report.senderAccountId, senderDevice: report.senderDeviceId,
             recipientAccount: recipient.accountID, recipientDevice: recipient.id, serverTime: report.serverTime,
             messageID: report.messageId.rawValue)
-        guard Franking.isValidTag(report.frankingTag, for: context, serverSecret: try await secret.value()) else {
+        let tag: Franking.ServerTag
+        do {
+            tag = try Franking.ServerTag(bytes: report.frankingTag)
+        } catch {
+            return .rejected(error.message)
+        }
+        let key: Franking.ServerKey
+        switch try await keyring.verificationKey(id: tag.keyID) {
+        case .key(let found):
+            key = found
+        case .expired(let retiredAt):
+            return .rejected(
+                "the franking tag was made with key \(tag.keyID), replaced on \(retiredAt.formatted(.iso8601)) and no longer kept (franking keys are kept \(keyring.retention.wholeDays) days after they are replaced)"
+            )
+        case .unknown:
+            return .rejected(
+                "the franking tag names key \(tag.keyID), which this server does not hold (franking keys are kept \(keyring.retention.wholeDays) days after they are replaced)"
+            )
+        }
+        guard Franking.isValidTag(tag, for: context, key: key) else {
             // One answer for every mismatch: the check does not reveal which field was altered.
             return .rejected("the franking tag does not match this message, sender, recipient and time")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import HeliographCrypto
 
 /// Everything `heliograph serve` can be told, with the defaults a fresh machine needs.
 public struct ServerConfiguration: Sendable {
@@ -32,6 +33,14 @@ public struct ServerConfiguration: Sendable {
     public var authBurst: Double = 500
     /// How long a shutting-down server waits for in-flight requests before closing sockets.
     public var shutdownGrace: Duration = .seconds(5)
+    /// The key that seals the franking keys in the database; it is never stored there. Without
+    /// one, franked sends and report checks fail (`heliograph serve` always sets one).
+    public var frankingSealingKey: ServerSealingKey?
+    /// How long a replaced franking key is kept so that reports of older messages still verify.
+    public var frankingKeyRetention: Duration = .seconds(400 * 24 * 3600)
+    /// How often a node reads which franking key is current, bounding how long after a
+    /// rotation a node still tags with the previous key.
+    public var frankingKeyRefreshInterval: Duration = .seconds(60)
 
     /// The defaults.
     public init() {}

@@ -179,7 +179,7 @@ public struct MessageService: Sendable {
     let metrics: ServerMetrics
     let accountLimiter: RateLimiter
     let pairLimiter: RateLimiter
-    let franking: FrankingSecret
+    let franking: FrankingKeyring
 
     /// `send`: stores one envelope per recipient device and answers only after the commit.
     public func send(_ request: SendRequest, from caller: AuthenticatedDevice) async throws -> SendResponse {
@@ -219,7 +219,9 @@ public struct MessageService: Sendable {
         let serverTime = clock.now().wholeMilliseconds
         var tagged = copies
         if let commitment = request.frankingCommitment {
-            let secret = try await franking.value()
+            // The current key; its id goes into every tag, so a report is checked with it even
+            // after later rotations.
+            let key = try await franking.currentKey()
             let recipients = Set(targets)
             for index in tagged.indices {
                 let device = tagged[index].deviceID
@@ -229,7 +231,7 @@ public struct MessageService: Sendable {
                         recipientAccount: recipients.contains(device) ? recipient.id : caller.accountID,
                         recipientDevice: device, serverTime: serverTime.millisecondsSince1970,
                         messageID: request.messageId.rawValue),
-                    serverSecret: secret)
+                    key: key)
             }
         }
         let message = OutgoingMessage(

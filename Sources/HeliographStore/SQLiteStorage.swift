@@ -18,6 +18,7 @@ public final class SQLiteStorage: HeliographStorage {
     public let inbox: any InboxStore
     public let prekeys: any PrekeyStore
     public let secrets: any ServerSecretStore
+    public let frankingKeys: any FrankingKeyStore
     /// One embedded database serves one node: no cross-node feed.
     public var changeFeed: (any InboxChangeFeed)? { nil }
 
@@ -41,6 +42,7 @@ public final class SQLiteStorage: HeliographStorage {
         inbox = SQLiteInboxStore(pool: pool)
         prekeys = SQLitePrekeyStore(pool: pool)
         secrets = SQLiteSecretStore(pool: pool)
+        frankingKeys = SQLiteFrankingKeyStore(pool: pool)
     }
 
     /// Opens the database `heliograph.sqlite` in `directory`, creating the directory (mode 0700).
@@ -195,6 +197,19 @@ enum SQLiteSchema {
                     CREATE TABLE server_secrets (
                         name TEXT PRIMARY KEY NOT NULL,
                         value BLOB NOT NULL
+                    );
+                    """)
+        }
+        migrator.registerMigration("v3-franking-keys") { db in
+            // Sealed keys only; the plain secret of earlier versions is moved here by the server
+            // at start (sealing needs a key the database never holds).
+            try db.execute(
+                sql: """
+                    CREATE TABLE franking_keys (
+                        id INTEGER PRIMARY KEY NOT NULL,
+                        sealed_key BLOB NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        retired_at INTEGER
                     );
                     """)
         }

@@ -171,6 +171,54 @@ public protocol ServerSecretStore: Sendable {
     func secret(named name: String, create: @Sendable () -> Data) async throws -> Data
 }
 
+/// One of the server's keys for franking tags as the database holds it: sealed under a key the
+/// database never sees (see the server's `FrankingKeyring`).
+public struct StoredFrankingKey: Sendable, Equatable {
+    /// The id tags name the key by.
+    public var id: UInt32
+    /// The sealed key bytes; opaque to the store.
+    public var sealedKey: Data
+    /// When it was stored.
+    public var createdAt: Date
+    /// When a newer key replaced it; nil for the current key.
+    public var retiredAt: Date?
+
+    /// Creates the value.
+    public init(id: UInt32, sealedKey: Data, createdAt: Date, retiredAt: Date?) {
+        self.id = id
+        self.sealedKey = sealedKey
+        self.createdAt = createdAt
+        self.retiredAt = retiredAt
+    }
+}
+
+/// The server's franking keys, shared by every node: one current key that tags new messages,
+/// and retired ones kept for a while so reports of older messages still verify.
+public protocol FrankingKeyStore: Sendable {
+    /// Every stored key, lowest id first.
+    func keys() async throws -> [StoredFrankingKey]
+    /// The current key (the one not retired), if any.
+    func current() async throws -> StoredFrankingKey?
+    /// The key with this id, retired or not.
+    func key(id: UInt32) async throws -> StoredFrankingKey?
+    /// Stores a new current key, atomically: its id is one above the highest stored (1 for the
+    /// first), `seal` makes its bytes for that id, and the previous current key is retired at
+    /// `time`. With `onlyIfNone`, stores nothing and returns the current key when there is one,
+    /// so nodes starting together create one key. Concurrent callers get distinct ids.
+    func addCurrentKey(
+        at time: Date, onlyIfNone: Bool, seal: @escaping @Sendable (UInt32) throws -> Data
+    ) async throws -> StoredFrankingKey
+    /// Deletes keys retired before `time`; returns their ids. The current key is never deleted.
+    func deleteRetired(before time: Date) async throws -> [UInt32]
+    /// Moves a plain secret that earlier versions kept in ``ServerSecretStore`` under `name`
+    /// into this store as key `id`, retired at `time`, sealed by `seal`, and deletes the plain
+    /// copy, in one transaction. Returns whether there was one. When `id` is already stored,
+    /// the plain copy is only deleted.
+    func importPlainSecret(
+        named name: String, as id: UInt32, at time: Date, seal: @escaping @Sendable (Data) throws -> Data
+    ) async throws -> Bool
+}
+
 /// A change to inboxes, as seen by every node sharing a database.
 public enum InboxChange: Sendable, Equatable {
     /// These devices' inboxes grew.
@@ -215,6 +263,8 @@ public protocol HeliographStorage: Sendable {
     var prekeys: any PrekeyStore { get }
     /// Server-wide secrets.
     var secrets: any ServerSecretStore { get }
+    /// The sealed franking keys.
+    var frankingKeys: any FrankingKeyStore { get }
     /// Cross-node wake-ups, for backends shared by several server nodes; nil for one node.
     var changeFeed: (any InboxChangeFeed)? { get }
     /// A cheap round trip, for readiness checks.

@@ -69,6 +69,7 @@ public final class PostgresStorage: HeliographStorage {
     public let inbox: any InboxStore
     public let prekeys: any PrekeyStore
     public let secrets: any ServerSecretStore
+    public let frankingKeys: any FrankingKeyStore
     public var changeFeed: (any InboxChangeFeed)? { feed }
 
     /// Connects, checks the database answers within `connectTimeout`, and migrates it.
@@ -109,6 +110,7 @@ public final class PostgresStorage: HeliographStorage {
         inbox = PostgresInboxStore(client: client, logger: logger, timeout: operationTimeout, node: node)
         prekeys = PostgresPrekeyStore(client: client, timeout: operationTimeout)
         secrets = PostgresSecretStore(client: client, timeout: operationTimeout)
+        frankingKeys = PostgresFrankingKeyStore(client: client, timeout: operationTimeout)
         do {
             // One direct connection first: it fails at once with the real cause (refused,
             // unknown host, bad password) instead of the pool's silent retries.
@@ -310,6 +312,21 @@ enum PostgresSchema {
                 """,
                 "CREATE TABLE device_lists (account_id uuid PRIMARY KEY, version bigint NOT NULL, list bytea NOT NULL)",
                 "CREATE TABLE server_secrets (name text PRIMARY KEY, value bytea NOT NULL)",
+            ]
+        ),
+        (
+            // Sealed keys only; the plain secret of earlier versions is moved here by the server
+            // at start (sealing needs a key the database never holds).
+            "v3-franking-keys",
+            [
+                """
+                CREATE TABLE franking_keys (
+                    id bigint PRIMARY KEY,
+                    sealed_key bytea NOT NULL,
+                    created_at bigint NOT NULL,
+                    retired_at bigint
+                )
+                """
             ]
         ),
     ]

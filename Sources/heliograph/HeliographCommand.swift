@@ -12,7 +12,7 @@ struct HeliographCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "heliograph",
         abstract: "The Heliograph messaging server.",
-        subcommands: [Serve.self, Migrate.self],
+        subcommands: [Serve.self, Migrate.self, Admin.self],
         defaultSubcommand: Serve.self
     )
 }
@@ -118,6 +118,7 @@ extension HeliographCommand {
                 """)
 
         @OptionGroup var storage: StorageOptions
+        @OptionGroup var franking: FrankingKeyOptions
 
         @Option(help: "Address to listen on. (env: HELIOGRAPH_HOST; default: 127.0.0.1)")
         var host: String?
@@ -160,8 +161,17 @@ extension HeliographCommand {
         func serve() async throws {
             let environment = ProcessInfo.processInfo.environment
             let logger = try storage.logger(environment)
-            let configuration = try resolve(environment)
+            var resolved = try resolve(environment)
+            let sealingKeySource = try franking.source(environment, storage: self.storage)
             let storage = try await self.storage.openStorage(environment, logger: logger)
+            do {
+                _ = try await franking.prepare(
+                    &resolved, source: sealingKeySource, storage: storage, logger: logger, environment: environment)
+            } catch {
+                try? await storage.close()
+                throw error
+            }
+            let configuration = resolved
             let portFile = portFile ?? environment["HELIOGRAPH_PORT_FILE"]
             let sockets = SocketRegistry()
             let app = buildApplication(configuration: configuration, storage: storage, logger: logger, sockets: sockets) { port in

@@ -329,7 +329,7 @@ struct DoubleRatchetTests {
 
 @Suite("Message franking")
 struct FrankingTests {
-    let secret = Franking.newServerSecret()
+    let serverKey = try! Franking.ServerKey(id: 7, secret: Franking.newServerSecret())
 
     @Test("a genuine report verifies; altered plaintext, sender, recipient or time are rejected")
     func reports() throws {
@@ -342,8 +342,8 @@ struct FrankingTests {
         let context = Franking.Context(
             commitment: commitment, senderAccount: sender, senderDevice: .random(), recipientAccount: .random(),
             recipientDevice: .random(), serverTime: 1_790_000_000_000, messageID: "m1")
-        let tag = Franking.tag(context, serverSecret: secret)
-        #expect(Franking.isValidTag(tag, for: context, serverSecret: secret))
+        let tag = try Franking.ServerTag(bytes: Franking.tag(context, key: serverKey))
+        #expect(Franking.isValidTag(tag, for: context, key: serverKey))
 
         // The reporter changes the words: the commitment no longer matches.
         #expect(throws: SessionError(.badCommitment, "")) {
@@ -360,13 +360,12 @@ struct FrankingTests {
         var otherID = context
         otherID.messageID = "m2"
         for altered in [otherSender, otherRecipient, otherTime, otherID] {
-            #expect(!Franking.isValidTag(tag, for: altered, serverSecret: secret))
+            #expect(!Franking.isValidTag(tag, for: altered, key: serverKey))
         }
-        // A tag made up without the server secret.
-        #expect(
-            !Franking.isValidTag(
-                Franking.tag(context, serverSecret: Franking.newServerSecret()), for: context,
-                serverSecret: secret))
+        // A tag made up without the server key, under the same key id.
+        let guessed = try Franking.ServerKey(id: serverKey.id, secret: Franking.newServerSecret())
+        let guessedTag = try Franking.ServerTag(bytes: Franking.tag(context, key: guessed))
+        #expect(!Franking.isValidTag(guessedTag, for: context, key: serverKey))
         // A wrong franking key.
         #expect(throws: SessionError(.badCommitment, "")) {
             try Franking.verifyCommitment(commitment, frankingKey: Franking.newKey(), messageID: "m1", sender: sender, body: body)

@@ -27,7 +27,13 @@ extension ProcessTests {
         let database = try await freshDatabase()
         let data = temporaryDirectory(label)
         let profiles = ProfileStore(directory: data.appendingPathComponent("profiles"))
-        let arguments = ["--database", database, "--pair-send-rate", "0", "--account-send-rate", "0"]
+        // Nodes sharing a database share the franking sealing key, which lives outside it.
+        let sealingKey = data.appendingPathComponent("franking-sealing.key")
+        try Data((0..<32).map { _ in UInt8.random(in: .min ... .max) }).write(to: sealingKey)
+        let arguments = [
+            "--database", database, "--franking-sealing-key-file", sealingKey.path, "--pair-send-rate", "0",
+            "--account-send-rate", "0",
+        ]
         let node1 = try await ServerProcess(dataDirectory: data, extraArguments: arguments)
         let node2 = try await ServerProcess(dataDirectory: data, extraArguments: arguments)
         let alice = try await HeliographClient.register(
@@ -119,6 +125,9 @@ extension ProcessTests {
         let process = Process()
         process.executableURL = binaryDirectory.appendingPathComponent("heliograph")
         process.arguments = ["serve", "--port", "0", "--database", "postgres://heliograph@127.0.0.1:1/heliograph"]
+        process.environment = ProcessInfo.processInfo.environment.merging([
+            "HELIOGRAPH_FRANKING_SEALING_KEY": Data(repeating: 7, count: 32).base64EncodedString()
+        ]) { $1 }
         let errors = Pipe()
         process.standardError = errors
         process.standardOutput = Pipe()

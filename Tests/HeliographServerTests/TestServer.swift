@@ -1,5 +1,6 @@
 import Foundation
 import HeliographCore
+import HeliographCrypto
 import HeliographKit
 import HeliographProtocol
 import HeliographServer
@@ -15,6 +16,12 @@ struct TestServer: Sendable {
     let client: any TestClientProtocol
     let url: URL
     let profiles: ProfileStore
+    /// The server's database, for tests that look at what it stores.
+    let storage: SQLiteStorage
+    /// The directory of the database file.
+    let directory: URL
+    /// The configuration the server runs with (its franking sealing key included).
+    let configuration: ServerConfiguration
 
     /// Starts a server with `configure` applied to test defaults, runs `body`, stops the server.
     static func run(
@@ -25,15 +32,19 @@ struct TestServer: Sendable {
         let directory = temporaryDirectory("server")
         var configuration = ServerConfiguration()
         configuration.port = 0
+        // As `heliograph serve` always has one; a test may take it away.
+        configuration.frankingSealingKey = .generate()
         configure(&configuration)
         let storage = try SQLiteStorage(directory: directory)
         var logger = Logger(label: "test-server")
         logger.logLevel = .warning
         let app = buildApplication(configuration: configuration, storage: storage, clock: clock, logger: logger)
+        let configured = configuration
         try await app.test(.live) { client in
             let server = TestServer(
                 client: client, url: URL(string: "http://localhost:\(client.port!)")!,
-                profiles: ProfileStore(directory: directory.appendingPathComponent("profiles")))
+                profiles: ProfileStore(directory: directory.appendingPathComponent("profiles")), storage: storage,
+                directory: directory, configuration: configured)
             try await body(server)
         }
     }
