@@ -179,6 +179,39 @@ struct FrankingKeyServerTests {
         }
     }
 
+    @Test("past its retention a key is refused even before the sweep, and the next rotation deletes it")
+    func retentionWithoutSweep() async throws {
+        let storage = try SQLiteStorage(directory: temporaryDirectory("franking-retention"))
+        let clock = ManualWallClock()
+        let keyring = FrankingKeyring(
+            store: storage.frankingKeys, sealingKey: .generate(), clock: clock, retention: .seconds(10 * 86400))
+        let first = try await keyring.currentKey()
+        #expect(first.id == 1)
+        #expect(try await keyring.rotate() == (newKeyID: 2, deleted: []))
+        guard case .key(let kept) = try await keyring.verificationKey(id: 1) else {
+            Issue.record("the replaced key is not kept")
+            return
+        }
+        #expect(kept.id == 1)
+
+        clock.advance(by: 10 * 86400 + 1)
+        guard case .expired(let retiredAt) = try await keyring.verificationKey(id: 1) else {
+            Issue.record("a key past its retention was still used")
+            return
+        }
+        #expect(retiredAt < clock.now())
+        guard case .unknown = try await keyring.verificationKey(id: 7) else {
+            Issue.record("a key id never stored was found")
+            return
+        }
+        // Rotating deletes what is past the retention; the key it replaces stays.
+        let third = try await keyring.rotate()
+        #expect(third.newKeyID == 3)
+        #expect(third.deleted == [1])
+        #expect(try await storage.frankingKeys.keys().map(\.id) == [2, 3])
+        try await storage.close()
+    }
+
     @Test("a server without its sealing key cannot open the keys: a clear error, and no new key")
     func withoutSealingKey() async throws {
         try await TestServer.run { server in
