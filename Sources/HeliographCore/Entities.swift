@@ -32,18 +32,34 @@ public struct Device: Sendable, Equatable {
     public var createdAt: Date
     /// When the device was revoked, if it was; a revoked device is refused everywhere.
     public var revokedAt: Date?
+    /// Whether the device still waits for an active device of its account to approve it. A
+    /// pending device can do nothing but wait: it gets no token use, no messages, no keys out.
+    public var pending: Bool
+    /// The agreement key the device committed to when it logged in; an approval must list
+    /// exactly this key, and the device can never publish another one.
+    public var linkKey: Data?
 
-    /// Whether the device may still connect and receive.
-    public var isActive: Bool { revokedAt == nil }
+    /// Whether the device may connect, send and receive.
+    public var isActive: Bool { revokedAt == nil && !pending }
 
     /// Creates a device value.
-    public init(id: DeviceID, accountID: AccountID, name: String, createdAt: Date, revokedAt: Date? = nil) {
+    public init(
+        id: DeviceID, accountID: AccountID, name: String, createdAt: Date, revokedAt: Date? = nil, pending: Bool = false,
+        linkKey: Data? = nil
+    ) {
         self.id = id
         self.accountID = accountID
         self.name = name
         self.createdAt = createdAt
         self.revokedAt = revokedAt
+        self.pending = pending
+        self.linkKey = linkKey
     }
+
+    /// How long a device may wait for approval before it is refused for good.
+    public static let approvalWindow: TimeInterval = 15 * 60
+    /// The most devices of one account that may wait for approval at once.
+    public static let maximumPending = 5
 
     /// The longest device name accepted, in characters.
     public static let maximumNameLength = 64
@@ -177,6 +193,9 @@ public struct OutgoingMessage: Sendable {
     public var serverTime: Date
     /// The sender's franking commitment, stored with every copy.
     public var frankingCommitment: Data?
+    /// A digest of what the sender asked to deliver, kept with the idempotency record so that a
+    /// message id reused for different content is told apart from a retry. Nil: not compared.
+    public var contentHash: Data? = nil
 
     /// Creates an outgoing message with a copy per device.
     public init(

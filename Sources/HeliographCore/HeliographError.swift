@@ -40,6 +40,8 @@ public struct HeliographError: Error, Sendable, Equatable, CustomStringConvertib
         public static let usernameTaken = Code("username_taken")
         /// The sender's device list for the recipient is out of date.
         public static let deviceListMismatch = Code("device_list_mismatch")
+        /// A message id the sending device already used for a message with different content.
+        public static let idempotencyConflict = Code("idempotency_conflict")
         // Authentication
         /// No valid session token was presented.
         public static let unauthenticated = Code("unauthenticated")
@@ -47,6 +49,11 @@ public struct HeliographError: Error, Sendable, Equatable, CustomStringConvertib
         public static let tokenExpired = Code("token_expired")
         /// The device holding the token was revoked.
         public static let deviceRevoked = Code("device_revoked")
+        /// The device logged in but waits for an active device of its account to approve it.
+        public static let devicePending = Code("device_pending")
+        /// Every device of the account was revoked: only a recovery with a new identity key
+        /// logs in now (contacts see it as an identity change).
+        public static let recoveryRequired = Code("recovery_required")
         /// The login signature does not verify against the account's identity key.
         public static let badSignature = Code("bad_signature")
         /// The login challenge is unknown, used or expired.

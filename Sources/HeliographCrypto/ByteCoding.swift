@@ -30,6 +30,11 @@ public struct SessionError: Error, Equatable, CustomStringConvertible {
         public static let invalidKey = Code("invalid_key")
         /// The franking commitment does not match the decrypted content.
         public static let badCommitment = Code("bad_commitment")
+        /// A device list older than, or conflicting with, one already seen: the server is
+        /// hiding a change or showing different lists to different people.
+        public static let staleDeviceList = Code("stale_device_list")
+        /// A device, key or session that the account's latest signed device list does not vouch for.
+        public static let unlistedDevice = Code("unlisted_device")
     }
 
     /// The failure kind.

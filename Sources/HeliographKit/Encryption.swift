@@ -19,6 +19,8 @@ public struct DecryptedMessage: Sendable, Equatable {
     /// The sender's name as this device recorded it with the sender's identity key (the
     /// envelope's name is the server's word; this one was checked when the session was set up).
     public var senderName: String
+    /// Key changes noticed while opening it (a new or removed device, an identity change).
+    public var notices: [KeyNotice] = []
 }
 
 /// What became of one received envelope.
@@ -37,12 +39,15 @@ public enum KeyNotice: Sendable, Equatable, CustomStringConvertible {
     case identityChanged(username: String)
     /// A device the server offered is not in the account's signed device list; it was not used.
     case unlistedDevice(username: String, device: DeviceID)
+    /// A device left the account's signed device list (revoked or removed); it gets nothing more.
+    case deviceRemoved(username: String, device: DeviceID)
 
     public var description: String {
         switch self {
         case .newDevice(let name, let device): "\(name) has a new device \(device)"
         case .identityChanged(let name):
             "the identity key of \(name) changed: compare safety numbers again ('helio verify @\(name)')"
+        case .deviceRemoved(let name, let device): "\(name) removed device \(device)"
         case .unlistedDevice(let name, let device):
             "the server offered device \(device) of \(name), which is not in \(name)'s signed device list; it was not used"
         }
@@ -62,55 +67,49 @@ extension HeliographClient {
     static let prekeyBatch = 50
     /// One-time prekeys per upload request (about 40 KB of JSON at most).
     static let prekeysPerRequest = 20
-    /// Signed prekeys are replaced after a week and their private halves kept for a month, so
-    /// that setup messages in flight during a rotation still open.
+    /// Signed prekeys and the last-resort ML-KEM key are replaced after a week; the private
+    /// halves of replaced ones are kept for a month, so that setup messages in flight during a
+    /// rotation still open, and then deleted, after which a setup naming them is refused.
     static let signedPrekeyLifetime: Int64 = 7 * 24 * 3600 * 1000
     static let signedPrekeyRetention: Int64 = 30 * 24 * 3600 * 1000
 
-    private var identity: IdentityKeyPair {
+    /// This device's copy of the account identity key.
+    var identityKeyPair: IdentityKeyPair {
         get throws { try IdentityKeyPair(privateKeyBytes: profile.identityPrivateKey) }
     }
 
     private func localDevice(_ state: DeviceKeyState) throws -> LocalDevice {
         let profile = self.profile
         return try LocalDevice(
-            account: profile.accountID, device: profile.deviceID, identity: try identity,
+            account: profile.accountID, device: profile.deviceID, identity: try identityKeyPair,
             agreement: try AgreementKeyPair(privateKeyBytes: state.agreementKey))
     }
 
     // MARK: Keys
 
-    /// Makes sure the server holds this device's keys: publishes them the first time (with a
-    /// new signed device list), rotates the signed prekey when it is old, and uploads one-time
-    /// prekeys when the server says they run low. Safe to call at every start.
+    /// Makes sure the server holds this device's keys: publishes them the first time (with this
+    /// device in the account's signed device list), rotates the signed prekey and the
+    /// last-resort key when they are old, and uploads one-time prekeys when the server says
+    /// they run low. Safe to call at every start.
+    ///
+    /// `forceRepublish` signs and uploads everything again, with fresh one-time prekeys: after
+    /// the identity key changed.
     @discardableResult
-    public func prepareEncryption() async throws -> KeyStatus {
+    public func prepareEncryption(forceRepublish: Bool = false) async throws -> KeyStatus {
         let profile = self.profile
-        let identity = try self.identity
+        let identity = try self.identityKeyPair
         let now = Date().millisecondsSince1970
-        let firstTime = !(try keyStore.update(create: true) { $0.published })
-        // The signed device list goes first: a contact that fetches this device's bundle a
-        // moment later must already find it listed.
-        if firstTime { try await publishDeviceList() }
+        // The signed device list first: a contact that fetches this device's bundle a moment
+        // later must already find it listed.
+        try await ensureListed()
         var status = try await call(.keyStatus, EmptyBody(), as: KeyStatus.self)
 
-        // Long-lived keys: on first publication, or when the signed prekey is due for rotation.
         let upload = try keyStore.update(create: true) { state -> PublishKeysRequest in
             var request = PublishKeysRequest()
             let current = state.signedPrekeys[state.currentSignedPrekey]
-            if !status.published || current == nil || now - (current?.createdAt ?? 0) > Self.signedPrekeyLifetime {
-                if current == nil || (status.published && now - (current?.createdAt ?? 0) > Self.signedPrekeyLifetime) {
-                    let id = state.takePrekeyID()
-                    state.signedPrekeys[id] = .init(secret: AgreementKeyPair().privateKeyBytes, createdAt: now)
-                    state.currentSignedPrekey = id
-                }
-                if state.lastResortSeed.isEmpty {
-                    state.lastResortID = state.takePrekeyID()
-                    state.lastResortSeed = try KEMKeyPair().seed
-                }
-                state.signedPrekeys = state.signedPrekeys.filter {
-                    $0.key == state.currentSignedPrekey || now - $0.value.createdAt < Self.signedPrekeyRetention
-                }
+            let due = current == nil || now - (current?.createdAt ?? 0) > Self.signedPrekeyLifetime
+            if !status.published || due || forceRepublish {
+                if due || forceRepublish { Self.rotatePrekeys(in: &state, now: now) }
                 let agreement = try AgreementKeyPair(privateKeyBytes: state.agreementKey)
                 let signedKey = try DeviceAgreementKey.sign(
                     publicKey: agreement.publicKeyBytes, account: profile.accountID, device: profile.deviceID, with: identity)
@@ -121,10 +120,14 @@ extension HeliographClient {
                 request.lastResortPrekey = try wirePrekey(
                     .lastResortKEMPrekey, state.lastResortID, try KEMKeyPair(seed: state.lastResortSeed).publicKeyBytes, identity)
             }
-            // One-time prekeys: top up to a batch when the server runs low; on first
-            // publication re-send any made earlier whose upload may have failed.
             var oneTime: [WirePrekey] = []
-            if !status.published {
+            if forceRepublish {
+                // Keys signed by an earlier identity are useless to contacts: start over.
+                state.oneTimePrekeys = [:]
+                state.kemPrekeys = [:]
+                request.replaceOneTimePrekeys = true
+            } else if !status.published {
+                // On first publication re-send any made earlier whose upload may have failed.
                 for (id, key) in state.oneTimePrekeys {
                     oneTime.append(
                         try wirePrekey(
@@ -134,18 +137,18 @@ extension HeliographClient {
                     oneTime.append(try wirePrekey(.kemPrekey, id, try KEMKeyPair(seed: key.secret).publicKeyBytes, identity))
                 }
             }
-            let needX25519 = max(0, Self.prekeyBatch - status.oneTimePrekeys - oneTime.filter { $0.kind == 2 }.count)
-            let needKEM = max(0, Self.prekeyBatch - status.kemPrekeys - oneTime.filter { $0.kind == 3 }.count)
-            if status.oneTimePrekeys < status.refillBelow || !status.published {
-                for _ in 0..<needX25519 {
+            let held = forceRepublish ? (0, 0) : (status.oneTimePrekeys, status.kemPrekeys)
+            let refillAll = !status.published || forceRepublish
+            if held.0 < status.refillBelow || refillAll {
+                for _ in 0..<max(0, Self.prekeyBatch - held.0 - oneTime.filter { $0.kind == 2 }.count) {
                     let id = state.takePrekeyID()
                     let key = AgreementKeyPair()
                     state.oneTimePrekeys[id] = .init(secret: key.privateKeyBytes, createdAt: now)
                     oneTime.append(try wirePrekey(.oneTimePrekey, id, key.publicKeyBytes, identity))
                 }
             }
-            if status.kemPrekeys < status.refillBelow || !status.published {
-                for _ in 0..<needKEM {
+            if held.1 < status.refillBelow || refillAll {
+                for _ in 0..<max(0, Self.prekeyBatch - held.1 - oneTime.filter { $0.kind == 3 }.count) {
                     let id = state.takePrekeyID()
                     let key = try KEMKeyPair()
                     state.kemPrekeys[id] = .init(secret: key.seed, createdAt: now)
@@ -168,10 +171,28 @@ extension HeliographClient {
             }
             try keyStore.update { $0.published = true }
         }
-        // Once more now that the keys are up: a device that logged in meanwhile built its list
-        // from the devices with keys, which did not include this one yet.
-        if firstTime { try await publishDeviceList() }
         return status
+    }
+
+    /// A new signed prekey and a new last-resort key; replaced ones are kept for the retention
+    /// window, and everything older is deleted together with the record of setups it answered
+    /// (a setup naming a deleted key is refused, so that record is no longer needed).
+    static func rotatePrekeys(in state: inout DeviceKeyState, now: Int64) {
+        let id = state.takePrekeyID()
+        state.signedPrekeys[id] = .init(secret: AgreementKeyPair().privateKeyBytes, createdAt: now)
+        state.currentSignedPrekey = id
+        if !state.lastResortSeed.isEmpty {
+            state.retiredLastResort = (state.retiredLastResort ?? [:]).merging(
+                [state.lastResortID: .init(secret: state.lastResortSeed, createdAt: now)]) { $1 }
+        }
+        state.lastResortID = state.takePrekeyID()
+        state.lastResortSeed = (try? KEMKeyPair().seed) ?? Data()
+        state.lastResortCreatedAt = now
+        state.signedPrekeys = state.signedPrekeys.filter {
+            $0.key == state.currentSignedPrekey || now - $0.value.createdAt < Self.signedPrekeyRetention
+        }
+        state.retiredLastResort = state.retiredLastResort?.filter { now - $0.value.createdAt < Self.signedPrekeyRetention }
+        state.answeredSetups = state.answeredSetups?.filter { state.signedPrekeys[$0.key] != nil }
     }
 
     private func wirePrekey(
@@ -185,47 +206,15 @@ extension HeliographClient {
         return WirePrekey(kind: Int(kind.rawValue), id: id, publicKey: publicKey, signature: signed.signature)
     }
 
-    /// Signs and publishes the account's device list: this device and every other active device
-    /// of the account that published keys. Called after login and after revoking a device.
-    public func publishDeviceList() async throws {
-        let profile = self.profile
-        let identity = try self.identity
-        let own = try keyStore.read()
-        for attempt in 1...3 {
-            let status = try await call(.keyStatus, EmptyBody(), as: KeyStatus.self)
-            let others = try await call(.fetchKeys, FetchKeysRequest(username: profile.username), as: FetchKeysResponse.self)
-            var entries = [
-                SignedDeviceList.Entry(
-                    device: profile.deviceID, agreementKey: try AgreementKeyPair(privateKeyBytes: own.agreementKey).publicKeyBytes
-                )
-            ]
-            for bundle in others.bundles {
-                // Only keys this account's identity signed go into the list.
-                let key = DeviceAgreementKey(publicKey: bundle.agreementKey, signature: bundle.agreementSignature)
-                guard (try? key.verify(account: profile.accountID, device: bundle.deviceId, identity: identity.publicKey)) != nil
-                else { continue }
-                entries.append(.init(device: bundle.deviceId, agreementKey: bundle.agreementKey))
-            }
-            let list = try SignedDeviceList.sign(
-                account: profile.accountID, version: status.deviceListVersion + 1, devices: entries, with: identity)
-            let wire = WireDeviceList(
-                version: list.version, devices: list.devices.map { .init(deviceId: $0.device, agreementKey: $0.agreementKey) },
-                signature: list.signature)
-            do {
-                _ = try await call(.publishKeys, PublishKeysRequest(deviceList: wire), as: KeyStatus.self)
-                return
-            } catch let error as HeliographError where error.code == .badRequest && attempt < 3 {
-                // Another device published the same version at the same moment: take the next one.
-                logger.debug("device list version taken, retrying", metadata: ["error": "\(error)"])
-            }
-        }
-    }
-
     // MARK: Sending
 
-    /// Sends text end-to-end encrypted to every device of `username` that published keys, and a
-    /// copy to this account's other devices. Sessions are set up on first use (PQXDH); the
-    /// message carries a franking commitment so the recipient can report it.
+    /// Sends text end-to-end encrypted to every device of `username` that its signed device list
+    /// names, and a copy to this account's other listed devices. Sessions are set up on first
+    /// use (PQXDH); the message carries a franking commitment so the recipient can report it.
+    ///
+    /// Throws, sending nothing, when the server misstates a device list (rolled back, two
+    /// versions, left out); devices the server offers that no signed list names are not used and
+    /// come back as notices.
     @discardableResult
     public func sendEncrypted(text: String, to username: String, messageID: MessageID = .random()) async throws -> EncryptedSend {
         let profile = self.profile
@@ -235,50 +224,62 @@ extension HeliographClient {
         var attempt = 0
         while true {
             attempt += 1
-            let recipient = try await call(.lookupAccount, LookupAccountRequest(username: username), as: AccountInfo.self)
-            let ownDevices: [DeviceID]
-            if recipient.accountId == profile.accountID {
-                ownDevices = []
-            } else {
-                ownDevices = try await call(
-                    .lookupAccount, LookupAccountRequest(username: profile.username), as: AccountInfo.self
-                )
-                .devices.filter { $0 != profile.deviceID }
-            }
-            let recipientDevices = recipient.devices.filter { $0 != profile.deviceID }
-            notices += try await ensureSessions(with: recipient.username, devices: recipientDevices)
-            if !ownDevices.isEmpty { notices += try await ensureSessions(with: profile.username, devices: ownDevices) }
+            let recipient = try await trustedDevices(of: username)
+            let own = recipient.info.accountId == profile.accountID ? nil : try await trustedDevices(of: profile.username)
+            notices += recipient.notices + (own?.notices ?? [])
+            let recipientTargets = recipient.targets(excluding: profile.deviceID)
+            let ownTargets = own?.targets(excluding: profile.deviceID) ?? []
+            notices += Self.unlisted(recipient) + (own.map(Self.unlisted) ?? [])
+            notices += try await ensureSessions(with: recipient, targets: recipientTargets)
+            if let own, !ownTargets.isEmpty { notices += try await ensureSessions(with: own, targets: ownTargets) }
 
             let body = try WireCodec.encode(
                 MessageContent(
                     text: text, sentAt: Date().millisecondsSince1970,
-                    to: recipient.accountId == profile.accountID ? nil : recipient.username))
+                    to: recipient.info.accountId == profile.accountID ? nil : recipient.info.username))
             let frankingKey = Franking.newKey()
             let commitment = Franking.commitment(
                 frankingKey: frankingKey, messageID: messageID.rawValue, sender: profile.accountID, body: body)
             let plaintext = SealedContent(frankingKey: frankingKey, body: body).bytes
             // Encrypt and save the advanced sessions before anything leaves the device: a message
             // key must never be used twice, even if the process dies right after sending.
+            let targets =
+                recipientTargets.map { (recipient.info.accountId, $0) } + ownTargets.map { (profile.accountID, $0) }
             let copies = try keyStore.update { state -> [WireCopy] in
                 var copies: [WireCopy] = []
-                for device in recipientDevices + ownDevices {
-                    guard var session = state.sessions[device.description] else { continue }
-                    copies.append(WireCopy(deviceId: device, payload: try session.seal(plaintext).bytes))
-                    state.sessions[device.description] = session
+                for (account, entry) in targets {
+                    let key = PeerSession.key(account, entry.device)
+                    // Only a session made with exactly the listed key and the recorded identity.
+                    guard var peer = state.peerSessions?[key],
+                        Self.bindingProblem(peer, contact: state.contacts[account.description]) == nil
+                    else { continue }
+                    copies.append(WireCopy(deviceId: entry.device, payload: try peer.ratchet.seal(plaintext).bytes))
+                    state.peerSessions?[key] = peer
                 }
                 return copies
             }
             guard !copies.isEmpty else {
-                throw HeliographError(.noDevices, "\(recipient.username) has no device that can receive encrypted messages yet")
+                throw HeliographError(
+                    .noDevices, "\(recipient.info.username) has no listed device that can receive encrypted messages yet")
             }
             do {
                 let response = try await sendCopies(
-                    SendRequest(messageId: messageID, to: recipient.username, copies: copies, frankingCommitment: commitment))
+                    SendRequest(messageId: messageID, to: recipient.info.username, copies: copies, frankingCommitment: commitment)
+                )
                 return EncryptedSend(response: response, notices: notices)
             } catch let error as HeliographError where error.code == .deviceListMismatch && attempt < 3 {
-                // A device was added or removed meanwhile: look again and encrypt again.
+                // A device was added or removed meanwhile: look again and encrypt again. A server
+                // that insists on a device no signed list names ends here, with the error.
                 logger.debug("device list changed while sending; retrying", metadata: ["error": "\(error)"])
             }
+        }
+    }
+
+    /// Devices the server reports active that no signed list names: never used, but worth saying.
+    private static func unlisted(_ trusted: TrustedDevices) -> [KeyNotice] {
+        let listed = Set((trusted.list?.devices ?? []).map(\.device))
+        return trusted.info.devices.filter { !listed.contains($0) }.map {
+            .unlistedDevice(username: trusted.info.username, device: $0)
         }
     }
 
@@ -295,66 +296,78 @@ extension HeliographClient {
         }
     }
 
-    /// Sets up sessions with the listed devices of an account that have none yet.
-    private func ensureSessions(with username: String, devices: [DeviceID]) async throws -> [KeyNotice] {
+    /// Why a stored session may not be used with its peer any more, or nil when it may: the
+    /// peer's identity must be the one recorded for the account, and the account's accepted
+    /// signed device list must name the device with the very key the session was made with.
+    static func bindingProblem(_ peer: PeerSession, contact: DeviceKeyState.Contact?) -> String? {
+        guard let contact else { return "no contact record for account \(peer.account)" }
+        guard contact.identityKey == peer.identityKey else {
+            return "the session with device \(peer.device) was made with an earlier identity key of \(contact.username)"
+        }
+        if let list = contact.deviceList {
+            guard list.agreementKey(of: peer.device) == peer.agreementKey else {
+                return "device \(peer.device) is not in \(contact.username)'s signed device list with the key of this session"
+            }
+        } else if contact.devices[peer.device.description] != peer.agreementKey {
+            return "device \(peer.device) is not a known device of \(contact.username)"
+        }
+        return nil
+    }
+
+    /// Sets up sessions with the listed target devices that have no usable session yet.
+    private func ensureSessions(with trusted: TrustedDevices, targets: [SignedDeviceList.Entry]) async throws -> [KeyNotice] {
+        let account = trusted.info.accountId
         let known = try keyStore.read()
-        let missing = devices.filter { known.sessions[$0.description] == nil }
+        let missing = targets.filter { entry in
+            guard let peer = known.peerSessions?[PeerSession.key(account, entry.device)] else { return true }
+            return Self.bindingProblem(peer, contact: known.contacts[account.description]) != nil
+        }
         guard !missing.isEmpty else { return [] }
         let response = try await call(
-            .fetchKeys, FetchKeysRequest(username: username, devices: missing), as: FetchKeysResponse.self)
-        let identity = try IdentityPublicKey(rawBytes: response.identityKey)
+            .fetchKeys, FetchKeysRequest(username: trusted.info.username, devices: missing.map(\.device)),
+            as: FetchKeysResponse.self)
+        guard response.accountId == account, response.identityKey == trusted.identity.rawBytes else {
+            throw HeliographError(.badSignature, "the server answered for another account or identity than it described")
+        }
         var notices: [KeyNotice] = []
         let local = try localDevice(known)
-        // Verify outside the lock (signatures are slow-ish), then record.
-        let list: SignedDeviceList? = try response.deviceList.map { wire in
-            let list = SignedDeviceList(
-                account: response.accountId, version: wire.version,
-                devices: wire.devices.map { .init(device: $0.deviceId, agreementKey: $0.agreementKey) }, signature: wire.signature
-            )
-            try list.verify(identity: identity)
-            return list
-        }
-        if let list, let seen = known.contacts[response.accountId.description],
-            seen.identityKey == identity.rawBytes, list.version < seen.deviceListVersion
-        {
-            // A correctly signed but older list: the server is hiding a later change.
-            throw HeliographError(
-                .badSignature,
-                "the server offered version \(list.version) of \(response.username)'s device list after version \(seen.deviceListVersion)"
-            )
-        }
-        var sessions: [(DeviceID, Data, RatchetSession)] = []
+        let listed = Dictionary(missing.map { ($0.device, $0.agreementKey) }, uniquingKeysWith: { first, _ in first })
+        var sessions: [PeerSession] = []
         for wire in response.bundles {
-            if let list, !list.devices.contains(where: { $0.device == wire.deviceId && $0.agreementKey == wire.agreementKey }) {
-                notices.append(.unlistedDevice(username: response.username, device: wire.deviceId))
+            // A bundle for a device the list does not name, or with another key: the server's
+            // invention. Not used.
+            guard listed[wire.deviceId] == wire.agreementKey else {
+                notices.append(.unlistedDevice(username: trusted.info.username, device: wire.deviceId))
                 continue
             }
             let bundle = UnverifiedPrekeyBundle(
-                account: response.accountId, device: wire.deviceId,
+                account: account, device: wire.deviceId,
                 agreementKey: DeviceAgreementKey(publicKey: wire.agreementKey, signature: wire.agreementSignature),
                 signedPrekey: try signedPrekey(wire.signedPrekey),
                 oneTimePrekey: try wire.oneTimePrekey.map(signedPrekey), kemPrekey: try signedPrekey(wire.kemPrekey))
-            switch PrekeyBundleVerifier.verify(bundle, identity: identity) {
+            switch PrekeyBundleVerifier.verify(bundle, identity: trusted.identity) {
             case .verified(let verified):
                 let setup = try PQXDH.initiate(from: local, to: verified)
-                sessions.append((wire.deviceId, wire.agreementKey, try RatchetSession(initiating: setup)))
+                sessions.append(
+                    PeerSession(
+                        account: account, device: wire.deviceId, identityKey: trusted.identity.rawBytes,
+                        agreementKey: wire.agreementKey, ratchet: try RatchetSession(initiating: setup)))
             case .rejected(let error):
                 logger.warning("refused a prekey bundle", metadata: ["device": "\(wire.deviceId)", "reason": "\(error)"])
             }
         }
         try keyStore.update { state in
-            notices += Self.record(
-                identity: identity, account: response.accountId, username: response.username, list: list, in: &state,
-                isOwnAccount: response.accountId == profile.accountID)
-            // A contact seen before with other devices: each device not seen yet is news.
-            let seen = state.contacts[response.accountId.description]?.devices ?? [:]
-            for (device, agreementKey, session) in sessions {
-                if !seen.isEmpty, seen[device.description] == nil {
-                    notices.append(.newDevice(username: response.username, device: device))
+            for session in sessions {
+                let key = PeerSession.key(account, session.device)
+                state.contacts[account.description]?.devices[session.device.description] = session.agreementKey
+                // A usable session set up meanwhile (say, by `listen` answering this device) wins.
+                if let existing = state.peerSessions?[key],
+                    Self.bindingProblem(existing, contact: state.contacts[account.description]) == nil
+                {
+                    continue
                 }
-                state.contacts[response.accountId.description]?.devices[device.description] = agreementKey
-                // A session set up meanwhile (say, by `listen` answering this device) wins.
-                if state.sessions[device.description] == nil { state.sessions[device.description] = session }
+                if state.peerSessions == nil { state.peerSessions = [:] }
+                state.peerSessions?[key] = session
             }
         }
         return notices
@@ -367,10 +380,11 @@ extension HeliographClient {
         return SignedPrekey(kind: kind, id: wire.id, publicKey: wire.publicKey, signature: wire.signature)
     }
 
-    /// Records an account's identity (trust on first use) and device list; notices a change.
-    private static func record(
-        identity: IdentityPublicKey, account: AccountID, username: String, list: SignedDeviceList?,
-        in state: inout DeviceKeyState, isOwnAccount: Bool
+    /// Records an account's identity (trust on first use); notices a change, after which every
+    /// session and the device list of the old identity are dropped.
+    static func record(
+        identity: IdentityPublicKey, account: AccountID, username: String, in state: inout DeviceKeyState,
+        isOwnAccount: Bool
     ) -> [KeyNotice] {
         var notices: [KeyNotice] = []
         let key = account.description
@@ -379,17 +393,19 @@ extension HeliographClient {
                 // A new identity: old sessions were with the old key and are dropped; the person
                 // is told, and a verified contact becomes unverified until compared again.
                 notices.append(.identityChanged(username: username))
-                for device in contact.devices.keys { state.sessions[device] = nil }
+                let prefix = key + "/"
+                state.peerSessions = state.peerSessions?.filter { !$0.key.hasPrefix(prefix) }
+                state.archivedPeerSessions = state.archivedPeerSessions?.filter { !$0.key.hasPrefix(prefix) }
                 contact = .init(
-                    username: username, identityKey: identity.rawBytes, verified: false, devices: [:], deviceListVersion: 0)
+                    username: username, identityKey: identity.rawBytes, verified: false, devices: [:], deviceListVersion: 0,
+                    deviceList: nil)
             }
-            if let list, list.version >= contact.deviceListVersion { contact.deviceListVersion = list.version }
             contact.username = username
             state.contacts[key] = contact
         } else {
             state.contacts[key] = .init(
-                username: username, identityKey: identity.rawBytes, verified: isOwnAccount, devices: [:],
-                deviceListVersion: list?.version ?? 0)
+                username: username, identityKey: identity.rawBytes, verified: isOwnAccount, devices: [:], deviceListVersion: 0,
+                deviceList: nil)
         }
         return notices
     }
@@ -398,9 +414,9 @@ extension HeliographClient {
 
     /// Decrypts and checks one received envelope, saving the session state.
     ///
-    /// Never throws for bad input: tampered, replayed, unknown-session or unreadable messages
-    /// come back as `.dropped` with a reason (and are logged), and the session survives.
-    /// Throws only when the key file cannot be read or written.
+    /// Never throws for bad input: tampered, replayed, unknown-session, unlisted-device or
+    /// unreadable messages come back as `.dropped` with a reason (and are logged), and the
+    /// session survives. Throws only when the key file cannot be read or written.
     public func open(_ message: IncomingMessage) async throws -> OpenedMessage {
         let profile = self.profile
         // A message decrypted before a crash: only if it is exactly the same envelope again.
@@ -414,10 +430,12 @@ extension HeliographClient {
                     fromOwnDevice: message.senderAccount == profile.accountID,
                     senderName: known.contacts[message.senderAccount.description]?.username ?? message.sender))
         }
+        var notices: [KeyNotice] = []
         func drop(_ reason: String) -> OpenedMessage {
             logger.notice(
                 "dropped a message",
                 metadata: ["seq": "\(message.sequence)", "sender": "\(message.sender)", "reason": "\(reason)"])
+            for notice in notices { logger.notice("key notice", metadata: ["notice": "\(notice)"]) }
             return .dropped(message, reason: reason)
         }
         guard let senderDevice = DeviceID(message.senderDevice) else { return drop("the sender device id is malformed") }
@@ -431,25 +449,26 @@ extension HeliographClient {
             // Without a commitment the message could not be reported: refuse to show it.
             return drop("the message carries no franking commitment")
         }
-        // The sender's identity, for a session-setup message: as recorded, or looked up now.
-        var senderIdentity: IdentityPublicKey?
-        var notices: [KeyNotice] = []
-        if case .setup = sealed {
-            if let contact = known.contacts[message.senderAccount.description],
-                let key = try? IdentityPublicKey(rawBytes: contact.identityKey)
-            {
-                senderIdentity = key
+        // The sender's device as its account's signed list names it. A device not named (or
+        // named with another key) may be new: look the account up once and check again. The
+        // account is looked up by id through its name, and must match.
+        let contact = known.contacts[message.senderAccount.description]
+        let claimedKey: Data? =
+            if case .setup(let header, _) = sealed { header.initiatorAgreementKey.publicKey } else {
+                known.peerSessions?[PeerSession.key(message.senderAccount, senderDevice)]?.agreementKey
             }
-            if message.senderAccount == profile.accountID {
-                // A copy from another device of this account: its identity is this device's own.
-                senderIdentity = try self.identity.publicKey
-            } else if senderIdentity == nil {
-                let account = try? await call(
+        if contact?.deviceList?.agreementKey(of: senderDevice) == nil
+            || (claimedKey != nil && contact?.deviceList?.agreementKey(of: senderDevice) != claimedKey)
+        {
+            do {
+                let info = try await call(
                     .lookupAccount, LookupAccountRequest(username: message.sender), as: AccountInfo.self)
-                guard let account, account.accountId == message.senderAccount,
-                    let key = try? IdentityPublicKey(rawBytes: account.identityKey)
-                else { return drop("the sender's identity key cannot be looked up") }
-                senderIdentity = key
+                guard info.accountId == message.senderAccount else {
+                    return drop("the server names another account for \(message.sender)")
+                }
+                notices += try trustedDevices(info).notices
+            } catch {
+                return drop("the sender's device list cannot be checked: \(error)")
             }
         }
         let outcome: Result<DecryptedMessage, SessionError> = try keyStore.update { stored in
@@ -457,17 +476,17 @@ extension HeliographClient {
             var state = stored
             do {
                 let decrypted = try openSealed(
-                    sealed, of: message, from: senderDevice, commitment: commitment, senderIdentity: senderIdentity,
-                    state: &state, notices: &notices)
+                    sealed, of: message, from: senderDevice, commitment: commitment, state: &state)
                 stored = state
                 return .success(decrypted)
             } catch let error as SessionError {
                 return .failure(error)
             }
         }
-        for notice in notices { logger.notice("key notice", metadata: ["notice": "\(notice)"]) }
         switch outcome {
-        case .success(let decrypted):
+        case .success(var decrypted):
+            for notice in notices { logger.notice("key notice", metadata: ["notice": "\(notice)"]) }
+            decrypted.notices = notices
             if case .setup = sealed { await refillPrekeysQuietly() }
             return .message(decrypted)
         case .failure(let error):
@@ -477,37 +496,54 @@ extension HeliographClient {
 
     /// The state-changing part of ``open(_:)``, on a copy of the key state.
     ///
-    /// Sessions per remote device: the current one and up to ``archivedSessionLimit`` earlier
-    /// ones. When both devices set a session up at the same moment, each first answers the
-    /// other's setup; keeping the replaced session and trying it when the current one fails
-    /// lets the two converge on one session instead of losing each other for good.
+    /// Sessions per peer (account and device): the current one and up to
+    /// ``archivedSessionLimit`` earlier ones. When both devices set a session up at the same
+    /// moment, each first answers the other's setup; keeping the replaced session and trying it
+    /// when the current one fails lets the two converge on one session.
     private func openSealed(
         _ sealed: SealedMessage, of message: IncomingMessage, from senderDevice: DeviceID, commitment: Data,
-        senderIdentity: IdentityPublicKey?, state: inout DeviceKeyState, notices: inout [KeyNotice]
+        state: inout DeviceKeyState
     ) throws(SessionError) -> DecryptedMessage {
         let profile = self.profile
-        let key = senderDevice.description
+        let account = message.senderAccount
+        let key = PeerSession.key(account, senderDevice)
+        guard let contact = state.contacts[account.description] else {
+            throw SessionError(.unknownSession, "nothing is known about the sending account")
+        }
+        // The sender device must be vouched for by the account's accepted signed list.
+        guard let listedKey = contact.deviceList?.agreementKey(of: senderDevice) else {
+            throw SessionError(
+                .unlistedDevice, "device \(senderDevice) is not in \(contact.username)'s signed device list")
+        }
         let local: LocalDevice
         do { local = try localDevice(state) } catch { throw SessionError(.invalidKey, "the device's own keys are unreadable") }
-        let current = state.sessions[key]
-        let archived = state.archivedSessions?[key] ?? []
-        // Candidates in order; `nil` index marks a session made from this message's setup.
-        var candidates: [(index: Int?, session: RatchetSession)] = []
+        let current = state.peerSessions?[key]
+        let archived = state.archivedPeerSessions?[key] ?? []
+        // Candidates in order; index -1 is the current session, nil one made from this setup.
+        var candidates: [(index: Int?, session: PeerSession)] = []
         var usedPrekeys: (oneTime: UInt32?, kem: UInt32?) = (nil, nil)
-        var senderAgreementKey: Data?
+        var answered: (prekey: UInt32, baseKey: Data)?
         if case .setup(let header, _) = sealed {
+            guard header.initiatorAgreementKey.publicKey == listedKey else {
+                throw SessionError(
+                    .unlistedDevice,
+                    "the setup's key for device \(senderDevice) differs from \(contact.username)'s signed device list")
+            }
             let all = [current].compactMap { $0 }.map { (Optional(-1), $0) } + archived.enumerated().map { (Optional($0), $1) }
-            if let existing = all.first(where: { $0.1.initiatorBaseKey == header.baseKey }) {
+            if let existing = all.first(where: { $0.1.ratchet.initiatorBaseKey == header.baseKey }) {
                 candidates = [(existing.0, existing.1)]
-            } else if (state.usedBaseKeys ?? []).contains(header.baseKey) {
-                throw SessionError(.replayed, "this session setup was already used")
             } else {
-                guard let identity = senderIdentity else { throw SessionError(.unknownSession, "no sender identity") }
-                notices += Self.record(
-                    identity: identity, account: message.senderAccount, username: message.sender, list: nil, in: &state,
-                    isOwnAccount: message.senderAccount == profile.accountID)
+                // Prekeys first: a setup naming a key no longer held is refused, so the record
+                // of answered setups needs to last only as long as the signed prekey.
                 guard let signed = state.signedPrekeys[header.signedPrekeyID] else {
                     throw SessionError(.unknownPrekey, "signed prekey \(header.signedPrekeyID) is not held (expired?)")
+                }
+                if (state.answeredSetups?[header.signedPrekeyID] ?? []).contains(header.baseKey) {
+                    throw SessionError(.replayed, "this session setup was already used")
+                }
+                let identity: IdentityPublicKey
+                do { identity = try IdentityPublicKey(rawBytes: contact.identityKey) } catch {
+                    throw SessionError(.invalidKey, "the recorded identity key is unreadable")
                 }
                 var oneTime: AgreementKeyPair?
                 if let id = header.oneTimePrekeyID {
@@ -518,10 +554,13 @@ extension HeliographClient {
                 }
                 let kemSeed: Data
                 if header.kemPrekeyIsLastResort {
-                    guard header.kemPrekeyID == state.lastResortID else {
+                    if header.kemPrekeyID == state.lastResortID {
+                        kemSeed = state.lastResortSeed
+                    } else if let retired = state.retiredLastResort?[header.kemPrekeyID] {
+                        kemSeed = retired.secret
+                    } else {
                         throw SessionError(.unknownPrekey, "last-resort prekey \(header.kemPrekeyID) is not held")
                     }
-                    kemSeed = state.lastResortSeed
                 } else {
                     guard let stored = state.kemPrekeys[header.kemPrekeyID] else {
                         throw SessionError(.unknownPrekey, "ML-KEM prekey \(header.kemPrekeyID) was already used")
@@ -530,18 +569,20 @@ extension HeliographClient {
                 }
                 let signedKey = try AgreementKeyPair(privateKeyBytes: signed.secret)
                 let (secret, associated) = try PQXDH.respond(
-                    to: header, at: local, from: message.senderAccount, device: senderDevice, identity: identity,
+                    to: header, at: local, from: account, device: senderDevice, identity: identity,
                     prekeys: .init(signedPrekey: signedKey, oneTimePrekey: oneTime, kemPrekey: try KEMKeyPair(seed: kemSeed)))
+                let ratchet = RatchetSession(
+                    responding: secret, associatedData: associated, signedPrekey: signedKey, initiatorBaseKey: header.baseKey)
                 candidates = [
                     (
                         nil,
-                        RatchetSession(
-                            responding: secret, associatedData: associated, signedPrekey: signedKey,
-                            initiatorBaseKey: header.baseKey)
+                        PeerSession(
+                            account: account, device: senderDevice, identityKey: contact.identityKey, agreementKey: listedKey,
+                            ratchet: ratchet)
                     )
                 ]
                 usedPrekeys = (header.oneTimePrekeyID, header.kemPrekeyIsLastResort ? nil : header.kemPrekeyID)
-                senderAgreementKey = header.initiatorAgreementKey.publicKey
+                answered = (header.signedPrekeyID, header.baseKey)
             }
         } else {
             candidates = [current].compactMap { $0 }.map { (-1, $0) } + archived.enumerated().map { ($0, $1) }
@@ -549,14 +590,21 @@ extension HeliographClient {
         guard !candidates.isEmpty else {
             throw SessionError(.unknownSession, "no session with device \(senderDevice) and no setup in the message")
         }
+        // A stored session is used only if it still matches the contact and its list.
+        let usable = candidates.filter { $0.index == nil || Self.bindingProblem($0.session, contact: contact) == nil }
+        guard !usable.isEmpty else {
+            throw SessionError(
+                .unlistedDevice,
+                Self.bindingProblem(candidates[0].session, contact: contact) ?? "the session no longer matches its device")
+        }
         var firstError: SessionError?
-        for (index, candidate) in candidates {
+        for (index, candidate) in usable {
             var session = candidate
             do throws(SessionError) {
-                let plaintext = try session.decrypt(sealed.ratchetMessage)
+                let plaintext = try session.ratchet.decrypt(sealed.ratchetMessage)
                 let content = try SealedContent(bytes: plaintext)
                 try Franking.verifyCommitment(
-                    commitment, frankingKey: content.frankingKey, messageID: message.messageID, sender: message.senderAccount,
+                    commitment, frankingKey: content.frankingKey, messageID: message.messageID, sender: account,
                     body: content.body)
                 guard let decoded = try? WireCodec.decode(MessageContent.self, from: content.body) else {
                     throw SessionError(.malformed, "the decrypted content is not a message")
@@ -565,22 +613,21 @@ extension HeliographClient {
                 var archive = archived
                 if let index, index >= 0 { archive.remove(at: index) }
                 if index != -1, let current { archive.insert(current, at: 0) }
-                state.archivedSessions = (state.archivedSessions ?? [:]).merging(
+                state.archivedPeerSessions = (state.archivedPeerSessions ?? [:]).merging(
                     [key: Array(archive.prefix(Self.archivedSessionLimit))]) { $1 }
-                state.sessions[key] = session
-                if index == nil, case .setup(let header, _) = sealed {
-                    state.usedBaseKeys = Array(((state.usedBaseKeys ?? []) + [header.baseKey]).suffix(Self.usedBaseKeyLimit))
+                if state.peerSessions == nil { state.peerSessions = [:] }
+                state.peerSessions?[key] = session
+                if index == nil, let answered {
+                    state.answeredSetups = state.answeredSetups ?? [:]
+                    state.answeredSetups?[answered.prekey, default: []].append(answered.baseKey)
                 }
                 if let id = usedPrekeys.oneTime { state.oneTimePrekeys[id] = nil }
                 if let id = usedPrekeys.kem { state.kemPrekeys[id] = nil }
-                if let agreement = senderAgreementKey {
-                    state.contacts[message.senderAccount.description]?.devices[key] = agreement
-                }
+                state.contacts[account.description]?.devices[senderDevice.description] = listedKey
                 state.decrypted[message.sequence] = .init(message, body: content.body, frankingKey: content.frankingKey)
                 return DecryptedMessage(
                     envelope: message, content: decoded, body: content.body, frankingKey: content.frankingKey,
-                    fromOwnDevice: message.senderAccount == profile.accountID,
-                    senderName: state.contacts[message.senderAccount.description]?.username ?? message.sender)
+                    fromOwnDevice: account == profile.accountID, senderName: contact.username)
             } catch {
                 firstError = firstError ?? error
             }
@@ -588,10 +635,8 @@ extension HeliographClient {
         throw firstError ?? SessionError(.unknownSession, "no session opened the message")
     }
 
-    /// Earlier sessions kept per remote device.
+    /// Earlier sessions kept per peer.
     static let archivedSessionLimit = 3
-    /// Session-setup base keys remembered, so a replayed setup cannot start a session again.
-    static let usedBaseKeyLimit = 2_000
 
     /// After a session setup consumed prekeys: top up if the server runs low. Failure here must
     /// not lose the message, so it is only logged.
@@ -630,12 +675,12 @@ extension HeliographClient {
         let identity = try IdentityPublicKey(rawBytes: account.identityKey)
         let (verified, notices) = try keyStore.update(create: true) { state -> (Bool, [KeyNotice]) in
             let notices = Self.record(
-                identity: identity, account: account.accountId, username: account.username, list: nil, in: &state,
+                identity: identity, account: account.accountId, username: account.username, in: &state,
                 isOwnAccount: account.accountId == profile.accountID)
             return (state.contacts[account.accountId.description]?.verified ?? false, notices)
         }
         let number = SafetyNumber(
-            (profile.accountID, try self.identity.publicKey), (account.accountId, identity))
+            (profile.accountID, try self.identityKeyPair.publicKey), (account.accountId, identity))
         return (number, verified, notices)
     }
 

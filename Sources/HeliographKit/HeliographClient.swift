@@ -5,6 +5,16 @@ import HeliographProtocol
 import Logging
 import Synchronization
 
+/// A device that logged in and waits for approval by an active device of its account.
+public struct PendingApproval: Sendable, Equatable {
+    /// The waiting device.
+    public var deviceID: DeviceID
+    /// The code to type on an active device (`helio devices approve CODE`).
+    public var code: String
+    /// The same, in full, for a QR code.
+    public var scannable: String
+}
+
 /// The client SDK's entry point: one device of one account, backed by a saved ``Profile``.
 ///
 /// It registers and logs in, sends with retries that are safe (the message id makes them
@@ -25,10 +35,11 @@ public final class HeliographClient: Sendable {
 
     /// Opens a saved profile.
     ///
-    /// With a `passphrase` the key file is sealed (see ``KeyStoreFile``).
+    /// With a `passphrase` the profile and the key file are sealed (see ``PassphraseSealer``).
     public init(
         profileName: String, store: ProfileStore, passphrase: String? = nil, logger: Logger = Logger(label: "heliograph.kit")
     ) throws {
+        let store = store.sealing(with: passphrase)
         self.profileName = profileName
         self.store = store
         self.state = Mutex(try store.load(profileName))
@@ -37,6 +48,7 @@ public final class HeliographClient: Sendable {
     }
 
     private init(profile: Profile, profileName: String, store: ProfileStore, passphrase: String?, logger: Logger) throws {
+        let store = store.sealing(with: passphrase)
         self.profileName = profileName
         self.store = store
         self.state = Mutex(profile)
@@ -58,7 +70,8 @@ public final class HeliographClient: Sendable {
         defer { Task { await connection.close() } }
         _ = try await connection.request(
             .register, RegisterRequest(username: username, identityKey: identity.publicKey.rawBytes), as: AccountInfo.self)
-        let client = try await login(
+        // A new account's first device is active at once: nobody could approve it.
+        let (client, _) = try await login(
             over: connection, username: username, identity: identity, server: server, deviceName: deviceName,
             profileName: profileName, store: store, passphrase: passphrase, logger: logger)
         if encryption { try await client.prepareEncryption() }
@@ -66,11 +79,17 @@ public final class HeliographClient: Sendable {
     }
 
     /// Logs a new device in to an existing account with its identity private key, and saves the profile.
-    /// With `encryption` (the default) the device publishes its end-to-end keys and a new signed
-    /// device list, so contacts see the new device.
+    ///
+    /// An account that already has an active device does not let a new one in on the identity
+    /// key alone: the new device waits, `onPending` gets the code it shows, and a person approves
+    /// it on an active device (``approveDevice(code:)``, `helio devices approve CODE`). This call
+    /// returns once approved (or throws after `approvalTimeout`). With `encryption` (the
+    /// default) the device then publishes its end-to-end keys.
     public static func login(
         username: String, identityPrivateKey: Data, server: URL, deviceName: String, profileName: String,
-        store: ProfileStore, passphrase: String? = nil, encryption: Bool = true, logger: Logger = Logger(label: "heliograph.kit")
+        store: ProfileStore, passphrase: String? = nil, encryption: Bool = true, logger: Logger = Logger(label: "heliograph.kit"),
+        approvalTimeout: Duration = .seconds(Int(Device.approvalWindow)),
+        onPending: @Sendable (PendingApproval) async throws -> Void = { _ in }
     ) async throws -> HeliographClient {
         guard !store.exists(profileName) else {
             throw HeliographError(.badRequest, "a profile named '\(profileName)' already exists in \(store.directory.path)")
@@ -78,35 +97,121 @@ public final class HeliographClient: Sendable {
         let identity = try IdentityKeyPair(privateKeyBytes: identityPrivateKey)
         let connection = try await HeliographConnection.connect(to: server, logger: logger)
         defer { Task { await connection.close() } }
-        let client = try await login(
+        let (client, pending) = try await login(
             over: connection, username: username, identity: identity, server: server, deviceName: deviceName,
             profileName: profileName, store: store, passphrase: passphrase, logger: logger)
+        if let pending {
+            try await onPending(pending)
+            try await client.waitForApproval(timeout: approvalTimeout)
+        }
         if encryption { try await client.prepareEncryption() }
         return client
     }
 
-    private static func login(
-        over connection: HeliographConnection, username: String, identity: IdentityKeyPair, server: URL,
-        deviceName: String, profileName: String, store: ProfileStore, passphrase: String?, logger: Logger
+    /// Recovers an account whose devices were all revoked: logs in with the old identity key
+    /// and replaces it with a new one at the same time. Contacts see an identity change and
+    /// should compare safety numbers again. Refused while the account has an active device.
+    public static func recover(
+        username: String, identityPrivateKey: Data, server: URL, deviceName: String, profileName: String,
+        store: ProfileStore, passphrase: String? = nil, logger: Logger = Logger(label: "heliograph.kit")
     ) async throws -> HeliographClient {
+        guard !store.exists(profileName) else {
+            throw HeliographError(.badRequest, "a profile named '\(profileName)' already exists in \(store.directory.path)")
+        }
+        let old = try IdentityKeyPair(privateKeyBytes: identityPrivateKey)
+        let connection = try await HeliographConnection.connect(to: server, logger: logger)
+        defer { Task { await connection.close() } }
+        let (client, _) = try await login(
+            over: connection, username: username, identity: old, recoveringTo: IdentityKeyPair(), server: server,
+            deviceName: deviceName, profileName: profileName, store: store, passphrase: passphrase, logger: logger)
+        try await client.prepareEncryption()
+        return client
+    }
+
+    /// Polls until an active device approved this one.
+    func waitForApproval(timeout: Duration) async throws {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            do {
+                _ = try await call(.keyStatus, EmptyBody(), as: KeyStatus.self)
+                return
+            } catch let error as HeliographError where error.code == .devicePending && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(500))
+            }
+        }
+    }
+
+    private static func login(
+        over connection: HeliographConnection, username: String, identity: IdentityKeyPair,
+        recoveringTo newIdentity: IdentityKeyPair? = nil, server: URL, deviceName: String, profileName: String,
+        store: ProfileStore, passphrase: String?, logger: Logger
+    ) async throws -> (HeliographClient, PendingApproval?) {
+        // One sealer (one scrypt derivation) for the profile and key file written below.
+        let store = store.sealing(with: passphrase)
+        // The proof names the account and this server's origin, so it is good for nothing else;
+        // the account is looked up first, and must hold this identity key.
+        let account = try await connection.request(
+            .lookupAccount, LookupAccountRequest(username: username), as: AccountInfo.self)
+        guard account.identityKey == identity.publicKey.rawBytes else {
+            throw HeliographError(
+                .badSignature, "the account @\(account.username) has another identity key than the one given for this login")
+        }
+        let origin = try ServerOrigin(url: server)
+        let deviceName = LoginProof.storedDeviceName(deviceName)
         let challenge = try await connection.request(
             .challenge, ChallengeRequest(username: username), as: ChallengeResponse.self)
         let signature = try identity.signLogin(
-            nonce: challenge.nonce, challengeID: challenge.challengeId, deviceName: deviceName)
-        let session = try await connection.request(
-            .login, LoginRequest(challengeId: challenge.challengeId, deviceName: deviceName, signature: signature),
-            as: LoginResponse.self)
-        let account = try await connection.request(
-            .lookupAccount, LookupAccountRequest(username: username), as: AccountInfo.self)
+            nonce: challenge.nonce, challengeID: challenge.challengeId, account: account.accountId, origin: origin,
+            deviceName: deviceName)
+        // The device's agreement key exists before it logs in: the login commits to it, and an
+        // active device approves exactly this key.
+        let keys = DeviceKeyState()
+        let agreementKey = try AgreementKeyPair(privateKeyBytes: keys.agreementKey).publicKeyBytes
+        var recovery: IdentityRotation?
+        if let newIdentity {
+            let signatures = try IdentityRotationProof.sign(
+                account: account.accountId, old: identity, new: newIdentity, purpose: "recovery", context: challenge.nonce)
+            recovery = IdentityRotation(
+                newIdentityKey: newIdentity.publicKey.rawBytes, oldSignature: signatures.old, newSignature: signatures.new)
+        }
+        let session: LoginResponse
+        do {
+            session = try await connection.request(
+                .login,
+                LoginRequest(
+                    challengeId: challenge.challengeId, deviceName: deviceName, signature: signature,
+                    agreementKey: agreementKey, recovery: recovery),
+                as: LoginResponse.self)
+        } catch let error as HeliographError where error.code == .badSignature {
+            // The usual cause: the server is reached under another name than the one it signs for.
+            if let expected = challenge.origin, expected != origin.text {
+                throw HeliographError(
+                    .badSignature,
+                    "the server expects logins for \(expected) but this client connected to \(origin.text); "
+                        + "use the server's public URL, or ask its operator to set --public-origin")
+            }
+            throw error
+        }
         let profile = Profile(
             server: server, username: account.username, accountID: session.accountId, deviceID: session.deviceId,
-            deviceName: deviceName, token: session.token, identityPrivateKey: identity.privateKeyBytes)
+            deviceName: deviceName, token: session.token,
+            identityPrivateKey: (newIdentity ?? identity).privateKeyBytes)
         // A key file left behind by an earlier profile of this name belongs to another device.
-        let keys = try KeyStoreFile(profile: profileName, store: store)
-        if keys.exists { try FileManager.default.removeItem(at: keys.file) }
+        let keyFile = try KeyStoreFile(profile: profileName, store: store, passphrase: passphrase)
+        if keyFile.exists { try FileManager.default.removeItem(at: keyFile.file) }
+        // The profile first: saving it makes the private directory the key file goes in.
         try store.save(profile, as: profileName)
-        return try HeliographClient(
+        try keyFile.update(create: true) { $0 = keys }
+        let client = try HeliographClient(
             profile: profile, profileName: profileName, store: store, passphrase: passphrase, logger: logger)
+        guard session.pending == true else { return (client, nil) }
+        return (
+            client,
+            PendingApproval(
+                deviceID: session.deviceId,
+                code: LinkCode.code(account: session.accountId, device: session.deviceId, agreementKey: agreementKey),
+                scannable: LinkCode.scannable(account: session.accountId, device: session.deviceId, agreementKey: agreementKey))
+        )
     }
 
     // MARK: Requests
@@ -165,12 +270,6 @@ public final class HeliographClient: Sendable {
         try await call(.listDevices, EmptyBody(), as: DeviceListResponse.self).devices
     }
 
-    /// Revokes one of the account's devices (this one included).
-    @discardableResult
-    public func revokeDevice(_ deviceID: DeviceID) async throws -> DeviceInfo {
-        try await call(.revokeDevice, RevokeDeviceRequest(deviceId: deviceID), as: DeviceInfo.self)
-    }
-
     /// Closes the request socket.
     public func close() async {
         let open = connection.withLock { connection -> HeliographConnection? in
@@ -193,6 +292,12 @@ public final class HeliographClient: Sendable {
     /// Marks everything up to `message` as processed, on the server and in the profile.
     public func acknowledge(_ message: IncomingMessage) async throws {
         try await acknowledge(through: message.sequence)
+    }
+
+    /// Changes the profile and saves it.
+    func updateProfile(_ change: (inout Profile) -> Void) throws {
+        state.withLock { change(&$0) }
+        try store.save(profile, as: profileName)
     }
 
     func acknowledge(through sequence: Int64) async throws {

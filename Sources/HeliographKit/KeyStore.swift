@@ -27,6 +27,28 @@ public struct DeviceKeyState: Codable, Sendable {
         public var devices: [String: Data]
         /// The highest signed device-list version seen; a lower one is refused.
         public var deviceListVersion: UInt64
+        /// The highest signed device list accepted (see `DeviceListPolicy`): sessions are used
+        /// only with devices it lists, with exactly the keys it lists.
+        public var deviceList: SignedDeviceList?
+    }
+
+    /// A session with one device of one account, and the keys it was set up with. The keys are
+    /// checked against the contact record and its signed device list every time the session is
+    /// used, so a server cannot make a session with one device stand in for another.
+    public struct PeerSession: Codable, Sendable {
+        /// The peer's account.
+        public var account: AccountID
+        /// The peer's device.
+        public var device: DeviceID
+        /// The peer account's identity key when the session was set up.
+        public var identityKey: Data
+        /// The peer device's agreement key.
+        public var agreementKey: Data
+        /// The ratchet.
+        public var ratchet: RatchetSession
+
+        /// The storage key of a peer: account and device together.
+        public static func key(_ account: AccountID, _ device: DeviceID) -> String { "\(account)/\(device)" }
     }
 
     /// A message already decrypted but perhaps not yet handed over: kept until acknowledged so a
@@ -82,16 +104,23 @@ public struct DeviceKeyState: Codable, Sendable {
     public var nextPrekeyID: UInt32 = 1
     /// Whether the server has the keys.
     public var published = false
-    /// Sessions by remote device id.
-    public var sessions: [String: RatchetSession] = [:]
+    /// Sessions by ``PeerSession/key(_:_:)`` (account and device). Older key files kept them
+    /// by device id alone; those are not read, and sessions are set up again.
+    public var peerSessions: [String: PeerSession]? = [:]
     /// Contacts by account id.
     public var contacts: [String: Contact] = [:]
     /// Decrypted messages not yet acknowledged, by inbox sequence number.
     public var decrypted: [Int64: Decrypted] = [:]
-    /// Earlier sessions by remote device id, newest first (see `HeliographClient.open`).
-    public var archivedSessions: [String: [RatchetSession]]?
-    /// Base keys of session setups already answered, oldest first.
-    public var usedBaseKeys: [Data]?
+    /// Earlier sessions by peer key, newest first (see `HeliographClient.open`).
+    public var archivedPeerSessions: [String: [PeerSession]]?
+    /// Base keys of session setups already answered, per signed prekey id. Kept exactly as long
+    /// as the signed prekey itself, so a setup can never be replayed while it could still open.
+    public var answeredSetups: [UInt32: [Data]]?
+    /// Last-resort ML-KEM prekeys replaced by a rotation, kept for the same grace period as
+    /// rotated signed prekeys.
+    public var retiredLastResort: [UInt32: PrivatePrekey]?
+    /// When the current last-resort key was made (ms).
+    public var lastResortCreatedAt: Int64?
 
     /// A fresh state with a new agreement key.
     public init() {
@@ -112,14 +141,14 @@ public struct DeviceKeyState: Codable, Sendable {
 public struct KeyStoreFile: Sendable {
     /// The key file.
     public let file: URL
-    private let passphrase: String?
+    private let sealer: PassphraseSealer?
 
-    /// The key file of profile `name` in `store`. With a passphrase the file is sealed:
-    /// AES-256-GCM under a key derived with scrypt (N = 2¹⁵, r = 8, p = 1) and a random salt.
+    /// The key file of profile `name` in `store`. With a passphrase (this one, else the
+    /// store's) the file is sealed, see ``PassphraseSealer``, and a plain file is refused.
     public init(profile name: String, store: ProfileStore, passphrase: String? = nil) throws {
         let profileFile = try store.file(for: name)
         file = profileFile.deletingPathExtension().appendingPathExtension("keys")
-        self.passphrase = passphrase
+        sealer = store.sealing(with: passphrase).sealer
     }
 
     /// Whether the file exists.
@@ -159,7 +188,14 @@ public struct KeyStoreFile: Sendable {
     /// Runs `body` holding the exclusive lock of the key file.
     private func locked<T>(_ body: () throws -> T) throws -> T {
         let lockPath = file.path + ".lock"
-        let descriptor = open(lockPath, O_RDWR | O_CREAT, 0o600)
+        var descriptor = open(lockPath, O_RDWR | O_CREAT, 0o600)
+        if descriptor < 0, errno == ENOENT {
+            // The first file of a profile directory (a login writes the keys before the profile).
+            try FileManager.default.createDirectory(
+                at: file.deletingLastPathComponent(), withIntermediateDirectories: true,
+                attributes: [.posixPermissions: 0o700])
+            descriptor = open(lockPath, O_RDWR | O_CREAT, 0o600)
+        }
         guard descriptor >= 0 else {
             throw HeliographError(.internalError, "cannot open \(lockPath): \(String(cString: strerror(errno)))")
         }
@@ -173,44 +209,49 @@ public struct KeyStoreFile: Sendable {
 
     // MARK: Sealing
 
-    private struct Sealed: Codable {
-        var format: String
-        var salt: Data
-        var box: Data
+    /// Seals a plain key file in place, under the lock; see ``ProfileStore/sealPlainFiles(of:)``.
+    func sealIfPlain() throws {
+        guard let sealer else { return }
+        try locked {
+            guard let data = FileManager.default.contents(atPath: file.path), !PassphraseSealer.isSealed(data) else { return }
+            let state: DeviceKeyState
+            do {
+                state = try JSONDecoder().decode(DeviceKeyState.self, from: data)
+            } catch {
+                throw HeliographError(.badRequest, "the key file \(file.path) is damaged: \(error)")
+            }
+            try writePrivateFile(try sealer.seal(try JSONEncoder().encode(state), purpose: "keys"), to: file)
+        }
     }
 
     private func encode(_ state: DeviceKeyState) throws -> Data {
         let plain = try JSONEncoder().encode(state)
-        guard let passphrase else { return plain }
-        let salt = Data((0..<16).map { _ in UInt8.random(in: .min ... .max) })
-        let key = try Self.derive(passphrase, salt: salt)
-        let box = try AES.GCM.seal(plain, using: key).combined ?? Data()
-        return try JSONEncoder().encode(Sealed(format: Self.sealedFormat, salt: salt, box: box))
+        guard let sealer else { return plain }
+        return try sealer.seal(plain, purpose: "keys")
     }
 
     private func decode(_ data: Data) throws -> DeviceKeyState {
-        if let sealed = try? JSONDecoder().decode(Sealed.self, from: data), sealed.format == Self.sealedFormat {
-            guard let passphrase else {
+        let plain: Data
+        if let sealer {
+            guard let opened = try sealer.open(data, purpose: "keys", file: file) else {
+                // Accepting it would let anyone who can write the directory substitute keys.
+                throw HeliographError(
+                    .badRequest,
+                    "the key file \(file.path) is not sealed although a passphrase is set; refusing it, since anyone "
+                        + "who can write that directory could have put it there (see 'Local key files' in docs/security.md)")
+            }
+            plain = opened
+        } else {
+            guard !PassphraseSealer.isSealed(data) else {
                 throw HeliographError(
                     .badRequest, "the key file \(file.path) is sealed with a passphrase; set HELIO_PASSPHRASE to open it")
             }
-            let key = try Self.derive(passphrase, salt: sealed.salt)
-            guard let box = try? AES.GCM.SealedBox(combined: sealed.box), let plain = try? AES.GCM.open(box, using: key) else {
-                throw HeliographError(.badRequest, "wrong passphrase for \(file.path) (or the file was altered)")
-            }
-            return try JSONDecoder().decode(DeviceKeyState.self, from: plain)
+            plain = data
         }
         do {
-            return try JSONDecoder().decode(DeviceKeyState.self, from: data)
+            return try JSONDecoder().decode(DeviceKeyState.self, from: plain)
         } catch {
             throw HeliographError(.badRequest, "the key file \(file.path) is damaged: \(error)")
         }
-    }
-
-    static let sealedFormat = "heliograph-sealed-keys-v1"
-
-    private static func derive(_ passphrase: String, salt: Data) throws -> SymmetricKey {
-        try KDF.Scrypt.deriveKey(
-            from: Data(passphrase.utf8), salt: salt, outputByteCount: 32, rounds: 1 << 15, blockSize: 8, parallelism: 1)
     }
 }

@@ -31,12 +31,16 @@ public enum APIMethod: String, Codable, Sendable, CaseIterable {
     case fetchKeys
     /// Check a franked report of an end-to-end encrypted message.
     case verifyReport
+    /// Approve a device of the caller's account that logged in and waits (device linking).
+    case approveDevice
 
     /// Whether the method needs an authenticated session.
     public var requiresSession: Bool {
         switch self {
         case .register, .lookupAccount, .challenge, .login, .authenticate: false
-        case .listDevices, .revokeDevice, .send, .fetchInbox, .ack, .publishKeys, .keyStatus, .fetchKeys, .verifyReport: true
+        case .listDevices, .revokeDevice, .send, .fetchInbox, .ack, .publishKeys, .keyStatus, .fetchKeys, .verifyReport,
+            .approveDevice:
+            true
         }
     }
 }
@@ -166,6 +170,11 @@ public enum WireCodec {
         do {
             return try JSONDecoder().decode(type, from: data)
         } catch let error as DecodingError {
+            // A value that parsed but broke a domain rule (a message id's format) keeps the
+            // rule's own code, with the field named.
+            if case .dataCorrupted(let context) = error, let rule = context.underlyingError as? HeliographError {
+                throw HeliographError(rule.code, describe(error))
+            }
             throw HeliographError(.badRequest, describe(error))
         } catch {
             throw HeliographError(.badRequest, "the body is not valid JSON")

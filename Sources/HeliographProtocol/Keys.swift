@@ -36,14 +36,17 @@ public struct WireDeviceList: Codable, Sendable, Equatable {
     }
     /// Grows with every change.
     public var version: UInt64
-    /// The devices.
+    /// The active devices, sorted by id.
     public var devices: [Entry]
+    /// Every device ever revoked under this identity, sorted by id (absent means none).
+    public var revoked: [DeviceID]?
     /// The identity signature.
     public var signature: Data
     /// Creates the value.
-    public init(version: UInt64, devices: [Entry], signature: Data) {
+    public init(version: UInt64, devices: [Entry], revoked: [DeviceID]? = nil, signature: Data) {
         self.version = version
         self.devices = devices
+        self.revoked = revoked
         self.signature = signature
     }
 }
@@ -65,11 +68,16 @@ public struct PublishKeysRequest: Codable, Sendable {
     public var oneTimePrekeys: [WirePrekey]?
     /// A new signed device list for the account.
     public var deviceList: WireDeviceList?
+    /// Delete every one-time prekey the server holds for the device before adding
+    /// `oneTimePrekeys` (after an identity change, the old ones carry stale signatures).
+    public var replaceOneTimePrekeys: Bool?
     /// Creates the request.
     public init(
         agreementKey: Data? = nil, agreementSignature: Data? = nil, signedPrekey: WirePrekey? = nil,
-        lastResortPrekey: WirePrekey? = nil, oneTimePrekeys: [WirePrekey]? = nil, deviceList: WireDeviceList? = nil
+        lastResortPrekey: WirePrekey? = nil, oneTimePrekeys: [WirePrekey]? = nil, deviceList: WireDeviceList? = nil,
+        replaceOneTimePrekeys: Bool? = nil
     ) {
+        self.replaceOneTimePrekeys = replaceOneTimePrekeys
         self.agreementKey = agreementKey
         self.agreementSignature = agreementSignature
         self.signedPrekey = signedPrekey

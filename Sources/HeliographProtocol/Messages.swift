@@ -29,13 +29,20 @@ public struct AccountInfo: Codable, Sendable, Equatable {
     public var createdAt: Int64
     /// Active device ids, so a sender can encrypt for each.
     public var devices: [DeviceID]
+    /// The account's latest signed device list, if one was published. Clients trust this, not
+    /// `devices`: the server cannot sign it.
+    public var deviceList: WireDeviceList?
     /// Creates the value.
-    public init(accountId: AccountID, username: String, identityKey: Data, createdAt: Int64, devices: [DeviceID]) {
+    public init(
+        accountId: AccountID, username: String, identityKey: Data, createdAt: Int64, devices: [DeviceID],
+        deviceList: WireDeviceList? = nil
+    ) {
         self.accountId = accountId
         self.username = username
         self.identityKey = identityKey
         self.createdAt = createdAt
         self.devices = devices
+        self.deviceList = deviceList
     }
 }
 
@@ -63,11 +70,15 @@ public struct ChallengeResponse: Codable, Sendable {
     public var nonce: Data
     /// Expiry (ms).
     public var expiresAt: Int64
+    /// The origin (`scheme://host:port`) the server expects the login proof to name, so a
+    /// client that reached it under another name can say so instead of a bare `bad_signature`.
+    public var origin: String?
     /// Creates the value.
-    public init(challengeId: UUID, nonce: Data, expiresAt: Int64) {
+    public init(challengeId: UUID, nonce: Data, expiresAt: Int64, origin: String? = nil) {
         self.challengeId = challengeId
         self.nonce = nonce
         self.expiresAt = expiresAt
+        self.origin = origin
     }
 }
 
@@ -79,11 +90,21 @@ public struct LoginRequest: Codable, Sendable {
     public var deviceName: String
     /// Ed25519 signature over the login proof bytes.
     public var signature: Data
+    /// The new device's X25519 agreement key. Required when the account already has active
+    /// devices: the device then waits until one of them approves exactly this key.
+    public var agreementKey: Data?
+    /// Account recovery, for an account whose devices were all revoked: the new identity key
+    /// that replaces the one that signed `signature`.
+    public var recovery: IdentityRotation?
     /// Creates the request.
-    public init(challengeId: UUID, deviceName: String, signature: Data) {
+    public init(
+        challengeId: UUID, deviceName: String, signature: Data, agreementKey: Data? = nil, recovery: IdentityRotation? = nil
+    ) {
         self.challengeId = challengeId
         self.deviceName = deviceName
         self.signature = signature
+        self.agreementKey = agreementKey
+        self.recovery = recovery
     }
 }
 
@@ -97,12 +118,16 @@ public struct LoginResponse: Codable, Sendable {
     public var token: String
     /// Token expiry (ms).
     public var expiresAt: Int64
+    /// True when the device waits for approval by an active device of the account; the token
+    /// works only once it is approved.
+    public var pending: Bool?
     /// Creates the value.
-    public init(accountId: AccountID, deviceId: DeviceID, token: String, expiresAt: Int64) {
+    public init(accountId: AccountID, deviceId: DeviceID, token: String, expiresAt: Int64, pending: Bool? = nil) {
         self.accountId = accountId
         self.deviceId = deviceId
         self.token = token
         self.expiresAt = expiresAt
+        self.pending = pending
     }
 }
 
@@ -159,13 +184,23 @@ public struct DeviceInfo: Codable, Sendable, Equatable {
     public var revokedAt: Int64?
     /// Whether this is the device making the request.
     public var current: Bool
+    /// True while the device waits for approval.
+    public var pending: Bool?
+    /// For a waiting device: the agreement key it committed to at login, from which an active
+    /// device recomputes the link code the new device shows.
+    public var linkKey: Data?
     /// Creates the value.
-    public init(deviceId: DeviceID, name: String, createdAt: Int64, revokedAt: Int64?, current: Bool) {
+    public init(
+        deviceId: DeviceID, name: String, createdAt: Int64, revokedAt: Int64?, current: Bool, pending: Bool? = nil,
+        linkKey: Data? = nil
+    ) {
         self.deviceId = deviceId
         self.name = name
         self.createdAt = createdAt
         self.revokedAt = revokedAt
         self.current = current
+        self.pending = pending
+        self.linkKey = linkKey
     }
 }
 
@@ -181,8 +216,48 @@ public struct DeviceListResponse: Codable, Sendable {
 public struct RevokeDeviceRequest: Codable, Sendable {
     /// The device to revoke (may be the current one: that is a logout).
     public var deviceId: DeviceID
+    /// The account's new signed device list, without the device and naming it revoked.
+    /// Required when the account has a published list, so the revocation is signed too.
+    public var deviceList: WireDeviceList?
+    /// Optional identity rotation: after it the old identity key logs nothing in; `deviceList`
+    /// must then be signed by the new key.
+    public var rotation: IdentityRotation?
     /// Creates the request.
-    public init(deviceId: DeviceID) { self.deviceId = deviceId }
+    public init(deviceId: DeviceID, deviceList: WireDeviceList? = nil, rotation: IdentityRotation? = nil) {
+        self.deviceId = deviceId
+        self.deviceList = deviceList
+        self.rotation = rotation
+    }
+}
+
+/// A new identity key for an account, signed by the old key and by the new one (see
+/// HeliographCrypto's `IdentityRotationProof` for the signed bytes).
+public struct IdentityRotation: Codable, Sendable, Equatable {
+    /// The new Ed25519 identity public key.
+    public var newIdentityKey: Data
+    /// The old key's signature over the rotation statement.
+    public var oldSignature: Data
+    /// The new key's signature over the same statement.
+    public var newSignature: Data
+    /// Creates the value.
+    public init(newIdentityKey: Data, oldSignature: Data, newSignature: Data) {
+        self.newIdentityKey = newIdentityKey
+        self.oldSignature = oldSignature
+        self.newSignature = newSignature
+    }
+}
+
+/// `approveDevice` — POST /v1/devices/{id}/approve: an active device approves a waiting one.
+public struct ApproveDeviceRequest: Codable, Sendable {
+    /// The waiting device.
+    public var deviceId: DeviceID
+    /// The account's new signed device list, listing the device with the key it committed to.
+    public var deviceList: WireDeviceList
+    /// Creates the request.
+    public init(deviceId: DeviceID, deviceList: WireDeviceList) {
+        self.deviceId = deviceId
+        self.deviceList = deviceList
+    }
 }
 
 /// `send` — POST /v1/messages: deliver a message to every device of an account.
@@ -305,12 +380,12 @@ extension WireEnvelope {
 
 /// `fetchInbox` — GET /v1/inbox?after=N&limit=M: pull envelopes (for clients without a socket).
 public struct FetchInboxRequest: Codable, Sendable {
-    /// Return envelopes with a sequence number above this.
-    public var after: Int64
+    /// Return envelopes with a sequence number above this (default 0: from the start).
+    public var after: Int64?
     /// At most this many (1–500, default 100).
     public var limit: Int?
     /// Creates the request.
-    public init(after: Int64, limit: Int? = nil) {
+    public init(after: Int64? = nil, limit: Int? = nil) {
         self.after = after
         self.limit = limit
     }

@@ -8,6 +8,8 @@ import HeliographProtocol
 /// frame; errors become error responses carrying the request id.
 struct APIDispatcher: Sendable {
     let services: HeliographServices
+    /// The socket's client address (taken at the upgrade), for the limits of unauthenticated methods.
+    let client: ClientAddress
 
     /// Handles one request frame. `caller` is the socket's device, if it authenticated.
     /// `authenticate` is handled by the gateway, which owns the socket's state.
@@ -23,16 +25,18 @@ struct APIDispatcher: Sendable {
             return caller
         }
         func reply<T: Codable & Sendable>(_ value: T) throws -> Data {
-            try WireCodec.encode(ResponseFrame(id: id, status: 200, body: value, error: nil))
+            try WireCodec.encode(ResponseFrame(id: id, status: method.successStatus, body: value, error: nil))
         }
         switch method {
-        case .register: return try reply(try await services.accounts.register(try body(RegisterRequest.self)))
+        case .register: return try reply(try await services.accounts.register(try body(RegisterRequest.self), from: client))
         case .lookupAccount: return try reply(try await services.accounts.lookup(try body(LookupAccountRequest.self)))
-        case .challenge: return try reply(try await services.auth.challenge(try body(ChallengeRequest.self)))
-        case .login: return try reply(try await services.auth.login(try body(LoginRequest.self)))
+        case .challenge: return try reply(try await services.auth.challenge(try body(ChallengeRequest.self), from: client))
+        case .login: return try reply(try await services.auth.login(try body(LoginRequest.self), from: client))
         case .listDevices: return try reply(try await services.devices.list(for: try session()))
         case .revokeDevice:
             return try reply(try await services.devices.revoke(try body(RevokeDeviceRequest.self), by: try session()))
+        case .approveDevice:
+            return try reply(try await services.devices.approve(try body(ApproveDeviceRequest.self), by: try session()))
         case .send: return try reply(try await services.messages.send(try body(SendRequest.self), from: try session()))
         case .fetchInbox:
             return try reply(try await services.messages.fetch(try body(FetchInboxRequest.self), for: try session()))
@@ -45,6 +49,17 @@ struct APIDispatcher: Sendable {
             return try reply(try await services.reports.verify(try body(FrankedReportRequest.self), by: try session()))
         case .authenticate:
             throw HeliographError(.badRequest, "authenticate is handled by the socket")
+        }
+    }
+}
+
+extension APIMethod {
+    /// The status of a successful answer, the same in a WebSocket response frame and over HTTP:
+    /// 201 (Created) for the methods that create an account or a device, 200 for the others.
+    var successStatus: Int {
+        switch self {
+        case .register, .login: 201
+        default: 200
         }
     }
 }

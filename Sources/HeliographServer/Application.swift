@@ -9,14 +9,18 @@ import NIOCore
 import ServiceLifecycle
 import UnixSignals
 
-/// The request context of every route: Hummingbird's core storage plus the WebSocket hand-off.
-public struct HeliographRequestContext: RequestContext, WebSocketRequestContext {
+/// The request context of every route: Hummingbird's core storage, the WebSocket hand-off,
+/// and the TCP peer (rate limits count per client address).
+public struct HeliographRequestContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
     public let webSocket: WebSocketHandlerReference<Self>
+    /// The connected peer: the client, or the reverse proxy in front of the server.
+    public let remoteAddress: SocketAddress?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         webSocket = .init()
+        remoteAddress = source.channel.remoteAddress
     }
 }
 
@@ -40,13 +44,14 @@ public struct HeliographServices: Sendable {
     /// Wires the services over one storage backend.
     public init(
         storage: any HeliographStorage, configuration: ServerConfiguration, clock: any WallClock, hub: DeliveryHub,
-        metrics: ServerMetrics
+        metrics: ServerMetrics, revocations: RevocationRegistry
     ) {
-        let authLimiter = RateLimiter(rate: configuration.authRate, burst: configuration.authBurst)
-        accounts = AccountService(storage: storage, clock: clock, authLimiter: authLimiter)
+        let authLimits = AuthLimits(configuration)
+        accounts = AccountService(storage: storage, clock: clock, limits: authLimits)
         auth = AuthService(
-            storage: storage, clock: clock, configuration: configuration, accounts: accounts, authLimiter: authLimiter)
-        devices = DeviceService(storage: storage, clock: clock, hub: hub)
+            storage: storage, clock: clock, configuration: configuration, accounts: accounts, limits: authLimits,
+            revocations: revocations)
+        devices = DeviceService(storage: storage, clock: clock, hub: hub, revocations: revocations)
         let franking = FrankingKeyring(
             store: storage.frankingKeys, sealingKey: configuration.frankingSealingKey, clock: clock,
             retention: configuration.frankingKeyRetention, refreshInterval: configuration.frankingKeyRefreshInterval)
@@ -55,7 +60,7 @@ public struct HeliographServices: Sendable {
             storage: storage, clock: clock, configuration: configuration, accounts: accounts, hub: hub, metrics: metrics,
             accountLimiter: RateLimiter(rate: configuration.accountSendRate, burst: configuration.accountSendBurst),
             pairLimiter: RateLimiter(rate: configuration.pairSendRate, burst: configuration.pairSendBurst), franking: franking)
-        keys = KeyService(storage: storage, accounts: accounts)
+        keys = KeyService(storage: storage, accounts: accounts, clock: clock, fetchLimits: KeyFetchLimits(configuration))
         reports = ReportVerificationService(storage: storage, keyring: franking)
     }
 }
@@ -70,37 +75,54 @@ public struct HeliographServices: Sendable {
 ///   - logger: the server's logger.
 ///   - sockets: the registry of open sockets, which ``runUntilSignalled(_:sockets:grace:logger:)`` drains.
 ///   - onServerRunning: called with the bound port once the server accepts connections.
+///   - onMetricsServerRunning: called with the bound port of the metrics listener, if configured.
 public func buildApplication(
     configuration: ServerConfiguration,
     storage: any HeliographStorage,
     clock: any WallClock = SystemWallClock(),
     logger: Logger,
     sockets: SocketRegistry = SocketRegistry(),
-    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
+    onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+    onMetricsServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }
 ) -> some ApplicationProtocol {
     let hub = DeliveryHub()
     let metrics = ServerMetrics()
-    let services = HeliographServices(storage: storage, configuration: configuration, clock: clock, hub: hub, metrics: metrics)
+    // One per node: the services revoke through it, every socket checks it, the feed feeds it.
+    let revocations = RevocationRegistry()
+    let services = HeliographServices(
+        storage: storage, configuration: configuration, clock: clock, hub: hub, metrics: metrics, revocations: revocations)
     let gateway = SocketGateway(
         services: services, storage: storage, hub: hub, metrics: metrics, configuration: configuration, clock: clock,
-        sockets: sockets)
+        sockets: sockets, revocations: revocations)
 
     let router = Router(context: HeliographRequestContext.self)
     router.add(middleware: ErrorMiddleware())
-    let api = HTTPRoutes(services: services, storage: storage, metrics: metrics, maxBodyBytes: configuration.maxFrameBytes)
+    let clients = ClientAddressResolver(trustForwardedFor: configuration.trustForwardedFor)
+    let api = HTTPRoutes(
+        services: services, storage: storage, metrics: metrics, maxBodyBytes: configuration.maxFrameBytes,
+        clients: clients, metricsAccess: .mainPort(configuration))
     api.register(on: router)
     /// GET /v1/socket — the WebSocket of protocol v1 (see docs/protocol.md).
     router.ws("/v1/socket") { _, _ in
         .upgrade([:])
     } onUpgrade: { inbound, outbound, context in
-        await gateway.serve(inbound: inbound, outbound: outbound, logger: context.logger)
+        // The address is taken at the upgrade: every request on the socket counts against it.
+        let client = clients.resolve(peer: context.requestContext.remoteAddress, headers: context.request.headers)
+        await gateway.serve(inbound: inbound, outbound: outbound, client: client, logger: context.logger)
     }
 
     let sweeper = RetentionSweeper(
         storage: storage, configuration: configuration, clock: clock, logger: logger, frankingKeys: services.frankingKeys)
     var background: [any Service] = [StorageCloser(storage: storage), sweeper]
     if let feed = storage.changeFeed {
-        background.append(ChangeFeedRelay(feed: feed, hub: hub))
+        background.append(
+            ChangeFeedRelay(feed: feed, hub: hub, revocations: revocations, devices: storage.devices, logger: logger))
+    }
+    if let address = configuration.metricsAddress {
+        background.append(
+            HTTPRoutes.metricsApplication(
+                address: address, access: .metricsListener(configuration), metrics: metrics, logger: logger,
+                onServerRunning: onMetricsServerRunning))
     }
     return Application(
         router: router,
@@ -112,6 +134,8 @@ public func buildApplication(
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "heliograph"),
         services: background,
         onServerRunning: { channel in
+            // Login proofs name the origin, whose port is known only now when port 0 was asked for.
+            services.auth.origins.listening(on: channel.localAddress?.port ?? configuration.port)
             await onServerRunning(channel.localAddress?.port ?? configuration.port)
         },
         logger: logger
@@ -156,16 +180,50 @@ struct StorageCloser: Service {
     }
 }
 
-/// Wakes local sockets for inbox changes committed by any node sharing the database.
+/// Relays what any node sharing the database committed: wakes local sockets for inbox changes,
+/// and closes local sockets of revoked devices. After a gap in the feed it wakes every socket
+/// and re-checks every connected device against the store, retrying each second until the
+/// store answers, so a revocation missed during the gap still closes its sockets.
 struct ChangeFeedRelay: Service {
     let feed: any InboxChangeFeed
     let hub: DeliveryHub
+    let revocations: RevocationRegistry
+    let devices: any DeviceStore
+    let logger: Logger
 
     func run() async throws {
-        for await change in feed.changes().cancelOnGracefulShutdown() {
-            switch change {
-            case .devices(let devices): hub.wake(devices)
-            case .all: hub.wakeAll()
+        // Re-checks run beside the relay so that wake-ups keep flowing meanwhile; several gaps
+        // in a row collapse into one re-check.
+        let (gaps, gapSeen) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for await _ in gaps { await recheckUntilDone() }
+            }
+            for await change in feed.changes().cancelOnGracefulShutdown() {
+                switch change {
+                case .devices(let devices): hub.wake(devices)
+                case .revoked(let devices): revocations.revoke(devices)
+                case .all:
+                    hub.wakeAll()
+                    revocations.gap()
+                    gapSeen.yield()
+                }
+            }
+            gapSeen.finish()
+            group.cancelAll()
+        }
+    }
+
+    private func recheckUntilDone() async {
+        while !Task.isCancelled {
+            do {
+                try await revocations.recheck(against: devices)
+                return
+            } catch {
+                logger.warning(
+                    "re-checking connected devices for revocations failed; retrying",
+                    metadata: ["error": "\(String(reflecting: error))"])
+                try? await Task.sleep(for: .seconds(1))
             }
         }
     }

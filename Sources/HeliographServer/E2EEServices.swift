@@ -11,6 +11,8 @@ import HeliographStore
 public struct KeyService: Sendable {
     let storage: any HeliographStorage
     let accounts: AccountService
+    let clock: any WallClock
+    let fetchLimits: KeyFetchLimits
 
     /// Upload more one-time prekeys when fewer than this many are left.
     static let refillBelow = 20
@@ -59,6 +61,11 @@ public struct KeyService: Sendable {
             } catch {
                 throw HeliographError(error.code == .badSignature ? .badSignature : .invalidKey, error.message)
             }
+            if let committed = try await storage.devices.device(id: caller.deviceID)?.linkKey, committed != agreementKey {
+                // The key an active device approved is the only one this device may use.
+                throw HeliographError(
+                    .badRequest, "this device committed to another agreement key when it logged in; log in as a new device")
+            }
             if let existing, existing.agreementKey != agreementKey {
                 // A device's agreement key is its identity towards others: changing it would
                 // silently break every session, so a new key means a new device (log in again).
@@ -70,6 +77,7 @@ public struct KeyService: Sendable {
                     deviceID: caller.deviceID, accountID: caller.accountID, agreementKey: agreementKey,
                     agreementSignature: agreementSignature, signedPrekey: signed, lastResortPrekey: lastResort))
         }
+        if request.replaceOneTimePrekeys == true { try await storage.prekeys.deleteOneTimePrekeys(for: caller.deviceID) }
         if let oneTime = request.oneTimePrekeys, !oneTime.isEmpty {
             let stored = try oneTime.map { try checked($0, kinds: [.oneTimePrekey, .kemPrekey]) }
             let counts = try await storage.prekeys.oneTimeCounts(for: caller.deviceID)
@@ -87,13 +95,10 @@ public struct KeyService: Sendable {
             try await storage.prekeys.addOneTimePrekeys(stored, for: caller.deviceID)
         }
         if let list = request.deviceList {
-            let signed = SignedDeviceList(
-                account: caller.accountID, version: list.version,
-                devices: list.devices.map { SignedDeviceList.Entry(device: $0.deviceId, agreementKey: $0.agreementKey) },
-                signature: list.signature)
-            guard (try? signed.verify(identity: identity)) != nil else {
-                throw HeliographError(.badSignature, "the device list is not signed by your account's identity key")
-            }
+            // The same checks as an approval or revocation: signed, canonical, naming only
+            // active devices of the account with the keys they committed to, and newer.
+            let linking = DeviceLinking(storage: storage, clock: clock)
+            _ = try await linking.checkedList(list, account: caller.accountID, identity: identity, expecting: [:], allowPending: [])
             guard list.version <= UInt64(Int64.max),
                 try await storage.prekeys.storeDeviceList(
                     account: caller.accountID, version: Int64(list.version), list: try WireCodec.encode(list))
@@ -116,6 +121,7 @@ public struct KeyService: Sendable {
 
     /// `fetchKeys`: a bundle per active device of an account, each taking one-time prekeys.
     public func fetch(_ request: FetchKeysRequest, by caller: AuthenticatedDevice) async throws -> FetchKeysResponse {
+        try fetchLimits.fetch(by: caller.accountID)
         let account = try await accounts.requireAccount(named: request.username)
         var active = try await storage.devices.devices(of: account.id).filter(\.isActive).map(\.id)
         if account.id == caller.accountID { active.removeAll { $0 == caller.deviceID } }
@@ -128,6 +134,8 @@ public struct KeyService: Sendable {
             }
             active = active.filter(Set(wanted).contains)
         }
+        // Every bundle takes a device's one-time prekeys: without this, anyone could drain them.
+        try fetchLimits.claim(from: active, of: account.username)
         var bundles: [WirePrekeyBundle] = []
         var withoutKeys: [DeviceID] = []
         for device in active {

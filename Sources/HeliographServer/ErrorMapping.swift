@@ -11,9 +11,9 @@ enum ErrorMapping {
         switch code {
         case .badRequest, .unknownMethod, .invalidUsername, .invalidMessageID, .invalidKey, .ackOutOfRange: 400
         case .unauthenticated, .tokenExpired, .deviceRevoked, .badSignature, .challengeExpired: 401
-        case .forbidden: 403
+        case .forbidden, .devicePending, .recoveryRequired: 403
         case .notFound, .unknownAccount, .unknownDevice, .noDevices: 404
-        case .usernameTaken, .deviceListMismatch: 409
+        case .usernameTaken, .deviceListMismatch, .idempotencyConflict: 409
         case .payloadTooLarge: 413
         case .rateLimited: 429
         case .temporarilyUnavailable, .shuttingDown: 503

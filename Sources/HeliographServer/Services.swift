@@ -21,13 +21,13 @@ public struct AuthenticatedDevice: Sendable, Equatable {
 public struct AccountService: Sendable {
     let storage: any HeliographStorage
     let clock: any WallClock
-    let authLimiter: RateLimiter
+    let limits: AuthLimits
 
-    /// `register`: claims a username for an identity key.
-    public func register(_ request: RegisterRequest) async throws -> AccountInfo {
+    /// `register`: claims a username for an identity key, counted against `client`'s address.
+    public func register(_ request: RegisterRequest, from client: ClientAddress) async throws -> AccountInfo {
         let username = try Username(validating: request.username)
         let key = try IdentityPublicKey(rawBytes: request.identityKey)
-        try authLimiter.take("register", what: "registrations")
+        try limits.register(from: client)
         let account = Account(
             id: .random(), username: username, identityKey: key.rawBytes, createdAt: clock.now().wholeMilliseconds)
         try await storage.accounts.insert(account)
@@ -38,7 +38,12 @@ public struct AccountService: Sendable {
     public func lookup(_ request: LookupAccountRequest) async throws -> AccountInfo {
         let account = try await requireAccount(named: request.username)
         let devices = try await storage.devices.devices(of: account.id).filter(\.isActive).map(\.id)
-        return AccountInfo(account, devices: devices)
+        var info = AccountInfo(account, devices: devices)
+        // The signed list, so a client can check devices without claiming anyone's prekeys.
+        info.deviceList = try await storage.prekeys.deviceList(account: account.id).flatMap {
+            try? WireCodec.decode(WireDeviceList.self, from: $0.list)
+        }
+        return info
     }
 
     /// The account with this name, or `unknown_account`.
@@ -65,22 +70,30 @@ public struct AuthService: Sendable {
     let clock: any WallClock
     let configuration: ServerConfiguration
     let accounts: AccountService
-    let authLimiter: RateLimiter
+    let limits: AuthLimits
+    /// Revocations this node heard of, for the per-request check of open sockets.
+    let revocations: RevocationRegistry
+    /// The origins a login proof may name.
+    let origins = PublicOrigins()
 
-    /// `challenge`: a fresh single-use nonce for the named account.
-    public func challenge(_ request: ChallengeRequest) async throws -> ChallengeResponse {
+    /// `challenge`: a fresh single-use nonce for the named account, counted against `client`'s
+    /// address (first, so probing names costs too) and against the account.
+    public func challenge(_ request: ChallengeRequest, from client: ClientAddress) async throws -> ChallengeResponse {
+        try limits.login("challenge", from: client)
         let account = try await accounts.requireAccount(named: request.username)
-        try authLimiter.take("login", what: "login attempts")
+        try limits.login("challenge", account: account.id)
         let challenge = LoginChallenge(
             id: UUID(), accountID: account.id, nonce: SessionToken.randomNonce(),
             expiresAt: (clock.now() + configuration.challengeLifetime.timeInterval).wholeMilliseconds)
         try await storage.challenges.insert(challenge)
         return ChallengeResponse(
-            challengeId: challenge.id, nonce: challenge.nonce, expiresAt: challenge.expiresAt.millisecondsSince1970)
+            challengeId: challenge.id, nonce: challenge.nonce, expiresAt: challenge.expiresAt.millisecondsSince1970,
+            origin: origins.accepted(for: configuration).first?.text)
     }
 
     /// `login`: verifies the signed challenge and creates a device with a session token.
-    public func login(_ request: LoginRequest) async throws -> LoginResponse {
+    public func login(_ request: LoginRequest, from client: ClientAddress) async throws -> LoginResponse {
+        try limits.login("login", from: client)
         let deviceName = request.deviceName.trimmingCharacters(in: .whitespacesAndNewlines)
         guard !deviceName.isEmpty, deviceName.count <= Device.maximumNameLength else {
             throw HeliographError(.badRequest, "deviceName must be 1-\(Device.maximumNameLength) characters")
@@ -94,11 +107,19 @@ public struct AuthService: Sendable {
         guard let account = try await storage.accounts.account(id: challenge.accountID) else {
             throw HeliographError(.unknownAccount, "the account of this challenge no longer exists")
         }
+        try limits.login("login", account: account.id)
+        // The proof names this account, this server's origin and the name as stored (trimmed).
         try LoginProof.verify(
             signature: request.signature, identityKey: try IdentityPublicKey(rawBytes: account.identityKey),
-            nonce: challenge.nonce, challengeID: challenge.id, deviceName: request.deviceName)
+            nonce: challenge.nonce, challengeID: challenge.id, account: account.id,
+            origins: origins.accepted(for: configuration), deviceName: deviceName)
         let now = clock.now().wholeMilliseconds
-        let device = Device(id: .random(), accountID: account.id, name: deviceName, createdAt: now)
+        // Active at once (a new account's first device, a recovery), or waiting for an active
+        // device of the account to approve it: see DeviceLinking.
+        let pending = try await DeviceLinking(storage: storage, clock: clock).admit(request, to: account, challenge: challenge)
+        let device = Device(
+            id: .random(), accountID: account.id, name: deviceName, createdAt: now, pending: pending,
+            linkKey: request.agreementKey)
         try await storage.devices.insert(device)
         let token = SessionToken.generate()
         let session = DeviceSession(
@@ -106,7 +127,8 @@ public struct AuthService: Sendable {
             expiresAt: (now + configuration.tokenLifetime.timeInterval).wholeMilliseconds)
         try await storage.sessions.insert(session)
         return LoginResponse(
-            accountId: account.id, deviceId: device.id, token: token, expiresAt: session.expiresAt.millisecondsSince1970)
+            accountId: account.id, deviceId: device.id, token: token, expiresAt: session.expiresAt.millisecondsSince1970,
+            pending: pending ? true : nil)
     }
 
     /// Resolves a bearer token to its device, refusing unknown, expired and revoked ones.
@@ -117,8 +139,14 @@ public struct AuthService: Sendable {
         guard session.expiresAt >= clock.now() else {
             throw HeliographError(.tokenExpired, "the session token has expired; log in again")
         }
-        guard let device = try await storage.devices.device(id: session.deviceID), device.isActive else {
-            throw HeliographError(.deviceRevoked, "this device was revoked; log in again to add it back")
+        guard let device = try await storage.devices.device(id: session.deviceID), device.revokedAt == nil else {
+            throw HeliographError(
+                .deviceRevoked, "this device was revoked; log in again and have an active device approve it")
+        }
+        guard !device.pending else {
+            throw HeliographError(
+                .devicePending,
+                "this device waits for approval: run 'helio devices approve CODE' on an active device of the account")
         }
         guard let account = try await storage.accounts.account(id: session.accountID) else {
             throw HeliographError(.unauthenticated, "the account of this session no longer exists")
@@ -127,8 +155,13 @@ public struct AuthService: Sendable {
             accountID: account.id, username: account.username, deviceID: device.id, expiresAt: session.expiresAt)
     }
 
-    /// Re-checks a socket's device before each request, so expiry applies to long-lived sockets too.
+    /// Re-checks a socket's device before each request, so expiry and revocation apply to
+    /// long-lived sockets too. Revocation is looked up in memory (one set lookup, no database
+    /// read): the registry hears of every revocation, this node's and, through the change feed,
+    /// every other node's, and closes the device's sockets as it does. (HTTP requests need no
+    /// such check: each one reads its device in ``authenticate(token:)``.)
     func checkStillValid(_ device: AuthenticatedDevice) throws(HeliographError) {
+        guard !revocations.isRevoked(device.deviceID) else { throw RevocationRegistry.revokedError }
         guard device.expiresAt >= clock.now() else {
             throw HeliographError(.tokenExpired, "the session token has expired; log in again")
         }
@@ -140,11 +173,18 @@ public struct DeviceService: Sendable {
     let storage: any HeliographStorage
     let clock: any WallClock
     let hub: DeliveryHub
+    /// Closes a revoked device's sockets on this node; other nodes hear of it from the change feed.
+    let revocations: RevocationRegistry
 
     /// `listDevices`: every device of the caller's account.
     public func list(for caller: AuthenticatedDevice) async throws -> DeviceListResponse {
         let devices = try await storage.devices.devices(of: caller.accountID)
         return DeviceListResponse(devices: devices.map { DeviceInfo($0, current: $0.id == caller.deviceID) })
+    }
+
+    /// `approveDevice`: an active device approves a waiting device of its account.
+    public func approve(_ request: ApproveDeviceRequest, by caller: AuthenticatedDevice) async throws -> DeviceInfo {
+        try await DeviceLinking(storage: storage, clock: clock).approve(request, by: caller)
     }
 
     /// `revokeDevice`: revokes one of the caller's devices and closes its sockets.
@@ -153,10 +193,20 @@ public struct DeviceService: Sendable {
             // The same answer for "no such device" and "not yours": ids of others are not probed.
             throw HeliographError(.unknownDevice, "your account has no device \(request.deviceId)")
         }
+        // The signed list recording the revocation (and any identity rotation) is stored first:
+        // a revocation that happened must be visible to contacts.
+        let alsoRevoked = try await DeviceLinking(storage: storage, clock: clock).recordRevocation(
+            of: device, request, by: caller)
+        for other in alsoRevoked {
+            _ = try await storage.devices.revoke(other, at: clock.now().wholeMilliseconds)
+        }
         guard let revoked = try await storage.devices.revoke(device.id, at: clock.now().wholeMilliseconds) else {
             throw HeliographError(.unknownDevice, "your account has no device \(request.deviceId)")
         }
-        hub.disconnect(device.id, because: HeliographError(.deviceRevoked, "this device was revoked"))
+        // Every socket of the device on this node, receiving or not, is told and closed now.
+        // Other nodes close theirs when the change feed brings the revocation, which the store
+        // announced in the revoking transaction.
+        revocations.revoke([device.id] + alsoRevoked)
         return DeviceInfo(revoked, current: revoked.id == caller.deviceID)
     }
 }
@@ -165,7 +215,8 @@ extension DeviceInfo {
     init(_ device: Device, current: Bool) {
         self.init(
             deviceId: device.id, name: device.name, createdAt: device.createdAt.millisecondsSince1970,
-            revokedAt: device.revokedAt?.millisecondsSince1970, current: current)
+            revokedAt: device.revokedAt?.millisecondsSince1970, current: current, pending: device.pending ? true : nil,
+            linkKey: device.pending ? device.linkKey : nil)
     }
 }
 
@@ -234,11 +285,13 @@ public struct MessageService: Sendable {
                     key: key)
             }
         }
-        let message = OutgoingMessage(
+        var message = OutgoingMessage(
             messageID: request.messageId,
             sender: EnvelopeSender(accountID: caller.accountID, username: caller.username, deviceID: caller.deviceID),
             recipientAccountID: recipient.id, copies: tagged, serverTime: serverTime,
             frankingCommitment: request.frankingCommitment)
+        // A repeated message id is a retry only with the same content: the store compares digests.
+        message.contentHash = request.contentHash(recipient: recipient.id)
         let receipt: DeliveryReceipt
         do {
             receipt = try await metrics.timed(\.storeEnqueueTime) { try await storage.inbox.enqueue(message) }
@@ -300,17 +353,47 @@ public struct MessageService: Sendable {
         return wireCopies.map { EnvelopeCopy(deviceID: $0.deviceId, payload: $0.payload) }
     }
 
-    /// `fetchInbox`: envelopes after a sequence number, for clients that poll.
+    /// The page size of `fetchInbox` when the request names none.
+    static let defaultFetchLimit = 100
+    /// The largest page `fetchInbox` returns.
+    static let maximumFetchLimit = 500
+
+    /// `fetchInbox`: envelopes after a sequence number, for clients that poll. Both transports
+    /// reach this with the same defaults: `after` 0 (from the start), `limit` 100.
     public func fetch(_ request: FetchInboxRequest, for caller: AuthenticatedDevice) async throws -> FetchInboxResponse {
-        let limit = request.limit ?? 100
-        guard (1...500).contains(limit) else {
-            throw HeliographError(.badRequest, "limit must be between 1 and 500")
+        let limit = request.limit ?? Self.defaultFetchLimit
+        guard (1...Self.maximumFetchLimit).contains(limit) else {
+            throw HeliographError(.badRequest, "limit must be between 1 and \(Self.maximumFetchLimit), not \(limit)")
         }
-        guard request.after >= 0 else {
-            throw HeliographError(.badRequest, "after must not be negative")
+        let after = request.after ?? 0
+        guard after >= 0 else {
+            throw HeliographError(.badRequest, "after must not be negative, not \(after)")
         }
-        let envelopes = try await storage.inbox.envelopes(for: caller.deviceID, after: request.after, limit: limit)
+        let envelopes = try await storage.inbox.envelopes(for: caller.deviceID, after: after, limit: limit)
         return FetchInboxResponse(envelopes: envelopes.map(WireEnvelope.init))
+    }
+
+    /// `authenticate`'s `after`: everything up to it is processed. It is checked against the
+    /// device's highest assigned sequence number before anything is acknowledged, so a refused
+    /// value leaves the inbox as it was (and the socket unauthenticated). Returns where delivery
+    /// starts and that highest number (`lastSequence`).
+    func resume(after: Int64?, for device: AuthenticatedDevice) async throws -> (start: Int64, lastSequence: Int64) {
+        let after = after ?? 0
+        guard after >= 0 else {
+            throw HeliographError(.badRequest, "'after' must not be negative, not \(after)")
+        }
+        // Sequence numbers only grow, so a value checked here stays valid for the acknowledgement.
+        let lastSequence = try await storage.inbox.lastSequence(of: device.deviceID)
+        guard after <= lastSequence else {
+            throw HeliographError(
+                .ackOutOfRange,
+                "'after' is \(after), but the highest sequence number assigned to this device is \(lastSequence); "
+                    + "nothing was acknowledged and the socket is not authenticated")
+        }
+        if after > 0 {
+            _ = try await storage.inbox.acknowledge(device.deviceID, through: after)
+        }
+        return (after, lastSequence)
     }
 
     /// `ack`: everything up to `seq` is processed; the server deletes it.

@@ -200,6 +200,17 @@ enum SQLiteSchema {
                     );
                     """)
         }
+        migrator.registerMigration("v4-device-linking") { db in
+            try db.execute(
+                sql: """
+                    ALTER TABLE devices ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+                    ALTER TABLE devices ADD COLUMN link_key BLOB;
+                    """)
+        }
+        migrator.registerMigration("v5-send-payload-hash") { db in
+            // Rows from before this migration keep NULL: they cannot be compared (see SendIdempotency).
+            try db.execute(sql: "ALTER TABLE sent_messages ADD COLUMN content_hash BLOB")
+        }
         migrator.registerMigration("v3-franking-keys") { db in
             // Sealed keys only; the plain secret of earlier versions is moved here by the server
             // at start (sealing needs a key the database never holds).
@@ -270,6 +281,14 @@ struct SQLiteAccountStore: AccountStore {
         }
     }
 
+    func replaceIdentityKey(of accountID: AccountID, from old: Data, to new: Data) async throws -> Bool {
+        try await pool.write { db in
+            try db.cachedStatement(sql: "UPDATE accounts SET identity_key = ? WHERE id = ? AND identity_key = ?")
+                .execute(arguments: [new, accountID.description, old])
+            return db.changesCount == 1
+        }
+    }
+
     static func account(_ row: Row) throws -> Account {
         Account(
             id: try row.accountID("id"),
@@ -286,10 +305,11 @@ struct SQLiteDeviceStore: DeviceStore {
     func insert(_ device: Device) async throws {
         try await pool.write { db in
             try db.cachedStatement(
-                sql: "INSERT INTO devices (id, account_id, name, created_at, revoked_at) VALUES (?, ?, ?, ?, ?)"
+                sql:
+                    "INSERT INTO devices (id, account_id, name, created_at, revoked_at, pending, link_key) VALUES (?, ?, ?, ?, ?, ?, ?)"
             ).execute(arguments: [
                 device.id.description, device.accountID.description, device.name, device.createdAt.databaseMilliseconds,
-                device.revokedAt?.databaseMilliseconds,
+                device.revokedAt?.databaseMilliseconds, device.pending, device.linkKey,
             ])
         }
     }
@@ -326,13 +346,27 @@ struct SQLiteDeviceStore: DeviceStore {
         }
     }
 
+    func approve(_ deviceID: DeviceID) async throws -> Device? {
+        try await pool.write { db in
+            try db.cachedStatement(sql: "UPDATE devices SET pending = 0 WHERE id = ? AND pending = 1 AND revoked_at IS NULL")
+                .execute(arguments: [deviceID.description])
+            guard db.changesCount == 1 else { return nil }
+            return try Row.fetchOne(
+                try db.cachedStatement(sql: "SELECT * FROM devices WHERE id = ?"), arguments: [deviceID.description]
+            )
+            .map(Self.device)
+        }
+    }
+
     static func device(_ row: Row) throws -> Device {
         Device(
             id: try row.deviceID("id"),
             accountID: try row.accountID("account_id"),
             name: row["name"],
             createdAt: Date(millisecondsSince1970: row["created_at"]),
-            revokedAt: (row["revoked_at"] as Int64?).map(Date.init(millisecondsSince1970:))
+            revokedAt: (row["revoked_at"] as Int64?).map(Date.init(millisecondsSince1970:)),
+            pending: row["pending"],
+            linkKey: row["link_key"]
         )
     }
 }
@@ -436,9 +470,14 @@ struct SQLiteInboxStore: InboxStore {
         let senderDevice = message.sender.deviceID.description
         if let previous = try Row.fetchOne(
             try db.cachedStatement(
-                sql: "SELECT server_time, sequences FROM sent_messages WHERE sender_device_id = ? AND message_id = ?"),
+                sql:
+                    "SELECT server_time, sequences, content_hash FROM sent_messages WHERE sender_device_id = ? AND message_id = ?"
+            ),
             arguments: [senderDevice, message.messageID.rawValue])
         {
+            guard SendIdempotency.isRetry(stored: previous["content_hash"], incoming: message.contentHash) else {
+                throw SendIdempotency.conflict(message.messageID)
+            }
             return DeliveryReceipt(
                 messageID: message.messageID,
                 serverTime: Date(millisecondsSince1970: previous["server_time"]),
@@ -470,8 +509,11 @@ struct SQLiteInboxStore: InboxStore {
             sequences[deviceID] = sequence
         }
         try db.cachedStatement(
-            sql: "INSERT INTO sent_messages (sender_device_id, message_id, server_time, sequences) VALUES (?, ?, ?, ?)"
-        ).execute(arguments: [senderDevice, message.messageID.rawValue, serverTime, SequenceList.encode(sequences)])
+            sql:
+                "INSERT INTO sent_messages (sender_device_id, message_id, server_time, sequences, content_hash) VALUES (?, ?, ?, ?, ?)"
+        ).execute(arguments: [
+            senderDevice, message.messageID.rawValue, serverTime, SequenceList.encode(sequences), message.contentHash,
+        ])
         return DeliveryReceipt(
             messageID: message.messageID, serverTime: Date(millisecondsSince1970: serverTime), sequences: sequences,
             duplicate: false)
@@ -643,6 +685,21 @@ struct SQLitePrekeyStore: PrekeyStore {
 
     func deleteKeys(for deviceID: DeviceID) async throws {
         try await pool.write { db in try SQLitePrekeyStore.deleteKeys(db, deviceID) }
+    }
+
+    func deleteDeviceList(account: AccountID) async throws {
+        try await pool.write { db in
+            try db.cachedStatement(sql: "DELETE FROM device_lists WHERE account_id = ?").execute(arguments: [
+                account.description
+            ])
+        }
+    }
+
+    func deleteOneTimePrekeys(for deviceID: DeviceID) async throws {
+        try await pool.write { db in
+            try db.cachedStatement(sql: "DELETE FROM one_time_prekeys WHERE device_id = ?")
+                .execute(arguments: [deviceID.description])
+        }
     }
 
     static func deleteKeys(_ db: Database, _ deviceID: DeviceID) throws {

@@ -16,6 +16,9 @@ public protocol AccountStore: Sendable {
     func account(id: AccountID) async throws -> Account?
     /// The account with this name (case-insensitive), if any.
     func account(username: Username) async throws -> Account?
+    /// Replaces the account's identity key if it is still `old` (compare-and-set, so two
+    /// rotations racing cannot both win); returns whether it was replaced.
+    func replaceIdentityKey(of accountID: AccountID, from old: Data, to new: Data) async throws -> Bool
 }
 
 /// Devices of accounts.
@@ -29,6 +32,26 @@ public protocol DeviceStore: Sendable {
     /// Marks a device revoked and drops its inbox; returns the updated device, or nil if unknown.
     /// Revoking an already revoked device keeps the first revocation time.
     func revoke(_ deviceID: DeviceID, at time: Date) async throws -> Device?
+    /// Makes a pending, unrevoked device active; returns it, or nil if it was not pending.
+    func approve(_ deviceID: DeviceID) async throws -> Device?
+    /// Of these devices, the ones that are revoked or unknown, in as few reads as the backend
+    /// can: a node checks every connected device with it after its change feed had a gap.
+    func revokedDevices(among deviceIDs: [DeviceID]) async throws -> Set<DeviceID>
+}
+
+extension DeviceStore {
+    /// One read per device: enough for a backend without a change feed (one node), where the
+    /// only caller is rare; backends shared by several nodes answer in one query.
+    public func revokedDevices(among deviceIDs: [DeviceID]) async throws -> Set<DeviceID> {
+        var revoked: Set<DeviceID> = []
+        for id in deviceIDs {
+            guard let device = try await device(id: id), device.revokedAt == nil else {
+                revoked.insert(id)
+                continue
+            }
+        }
+        return revoked
+    }
 }
 
 /// Session tokens (stored as hashes).
@@ -156,6 +179,9 @@ public protocol PrekeyStore: Sendable {
     func oneTimeCounts(for deviceID: DeviceID) async throws -> (x25519: Int, kem: Int)
     /// The active devices of an account that published keys, in one read.
     func publishedDevices(of accountID: AccountID) async throws -> [DeviceID]
+    /// Deletes the one-time prekeys of a device, keeping its long-lived keys (after its
+    /// account's identity key changed, the old ones carry signatures nobody accepts).
+    func deleteOneTimePrekeys(for deviceID: DeviceID) async throws
     /// Deletes every published key of a device (on revocation).
     func deleteKeys(for deviceID: DeviceID) async throws
     /// Stores an account's signed device list if `version` is above the stored one; returns
@@ -163,6 +189,9 @@ public protocol PrekeyStore: Sendable {
     func storeDeviceList(account: AccountID, version: Int64, list: Data) async throws -> Bool
     /// The account's latest device list.
     func deviceList(account: AccountID) async throws -> (version: Int64, list: Data)?
+    /// Deletes the account's device list (after a recovery replaced the identity key that
+    /// signed it; the next list starts a new history under the new key).
+    func deleteDeviceList(account: AccountID) async throws
 }
 
 /// Server-wide secrets shared by every node (the franking key), kept in the database.
@@ -219,20 +248,27 @@ public protocol FrankingKeyStore: Sendable {
     ) async throws -> Bool
 }
 
-/// A change to inboxes, as seen by every node sharing a database.
+/// A change to inboxes or devices, as seen by every node sharing a database.
 public enum InboxChange: Sendable, Equatable {
     /// These devices' inboxes grew.
     case devices([DeviceID])
-    /// Changes may have been missed (the feed reconnected): every inbox may have grown.
+    /// These devices were revoked (through any node, this one included): every socket
+    /// authenticated as one of them must be closed. Announced in the revoking transaction, so a
+    /// committed revocation is always announced.
+    case revoked([DeviceID])
+    /// Changes may have been missed (the feed reconnected): every inbox may have grown, and any
+    /// connected device may have been revoked, so each must be checked against the store once.
     case all
 }
 
 /// Cross-node wake-ups: which devices' inboxes changed through another node sharing the
-/// database. (A node's own sends are handed to its sockets directly, so its own changes are not
-/// echoed back.)
+/// database, and which devices were revoked. (A node's own sends are handed to its sockets
+/// directly, so its own inbox changes are not echoed back; revocations are, because a
+/// revocation must hold even when the revoking node failed after its commit.)
 ///
 /// A feed is a hint, never the data: a node that misses a change delivers late, not never,
-/// because delivery reads the inbox tables whenever it is woken.
+/// because delivery reads the inbox tables whenever it is woken; and after a gap (``InboxChange/all``)
+/// it re-checks its connected devices against the device table.
 public protocol InboxChangeFeed: Sendable {
     /// Changes as they are committed. Finishes when the storage closes.
     func changes() -> AsyncStream<InboxChange>

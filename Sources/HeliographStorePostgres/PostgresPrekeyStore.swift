@@ -130,6 +130,18 @@ struct PostgresPrekeyStore: PrekeyStore {
         }
     }
 
+    func deleteDeviceList(account: AccountID) async throws {
+        try await withDeadline(timeout, what: "delete device list") {
+            try await client.query("DELETE FROM device_lists WHERE account_id = \(account.rawValue)")
+        }
+    }
+
+    func deleteOneTimePrekeys(for deviceID: DeviceID) async throws {
+        try await withDeadline(timeout, what: "delete one-time prekeys") {
+            try await client.query("DELETE FROM one_time_prekeys WHERE device_id = \(deviceID.rawValue)")
+        }
+    }
+
     static func deleteKeys(_ connection: PostgresConnection, _ deviceID: DeviceID, logger: Logger) async throws {
         try await connection.query("DELETE FROM one_time_prekeys WHERE device_id = \(deviceID.rawValue)", logger: logger)
         try await connection.query("DELETE FROM device_keys WHERE device_id = \(deviceID.rawValue)", logger: logger)

@@ -51,8 +51,9 @@ public struct PostgresLocation: Sendable, CustomStringConvertible {
 }
 
 /// The production backend: every store on PostgreSQL through PostgresNIO, shared by several
-/// server nodes. Inbox changes are announced with NOTIFY inside the committing transaction, so
-/// every node's listener hears about a send exactly when it becomes visible.
+/// server nodes. Inbox changes and revocations are announced with NOTIFY inside the committing
+/// transaction, so every node's listener hears about a send or a revocation exactly when it
+/// becomes visible.
 public final class PostgresStorage: HeliographStorage {
     let client: PostgresClient
     let location: PostgresLocation
@@ -315,6 +316,15 @@ enum PostgresSchema {
             ]
         ),
         (
+            "v4-device-linking",
+            ["ALTER TABLE devices ADD COLUMN pending boolean NOT NULL DEFAULT false, ADD COLUMN link_key bytea"]
+        ),
+        (
+            // Rows from before this migration keep NULL: they cannot be compared (see SendIdempotency).
+            "v5-send-payload-hash",
+            ["ALTER TABLE sent_messages ADD COLUMN content_hash bytea"]
+        ),
+        (
             // Sealed keys only; the plain secret of earlier versions is moved here by the server
             // at start (sealing needs a key the database never holds).
             "v3-franking-keys",
@@ -374,7 +384,7 @@ enum PostgresSchema {
 
 /// LISTEN on the inbox channel over a dedicated connection, reconnecting after failures.
 final class PostgresChangeFeed: InboxChangeFeed {
-    /// The NOTIFY channel enqueues announce on.
+    /// The NOTIFY channel enqueues and revocations announce on (see ``ChangeNotification``).
     static let channel = "heliograph_inbox"
 
     let location: PostgresLocation
@@ -432,15 +442,15 @@ final class PostgresChangeFeed: InboxChangeFeed {
                     attempt = 0
                     listening.store(true, ordering: .releasing)
                     defer { listening.store(false, ordering: .releasing) }
-                    // Anything committed while we were not listening is unknown: wake everyone.
+                    // Anything committed while we were not listening is unknown: wake everyone
+                    // (and re-check every connected device for a missed revocation).
                     publish(.all)
                     for try await notification in notifications {
-                        // `node:device,…`; a payload without a node name (an older node during a
-                        // rolling upgrade) is a plain device list.
-                        let parts = notification.payload.split(separator: ":", maxSplits: 1)
-                        if parts.count == 2, parts[0] == node { continue }
-                        let devices = (parts.last ?? "").split(separator: ",").compactMap { DeviceID(String($0)) }
-                        if !devices.isEmpty { publish(.devices(devices)) }
+                        // Inbox growth from other nodes and revocations from every node; the
+                        // grammar is in ChangeNotification.
+                        if let change = ChangeNotification(payload: notification.payload)?.change(forNode: node) {
+                            publish(change)
+                        }
                     }
                 }
             } catch is CancellationError {

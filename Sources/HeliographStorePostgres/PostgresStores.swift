@@ -51,6 +51,18 @@ struct PostgresAccountStore: AccountStore {
         }
     }
 
+    func replaceIdentityKey(of accountID: AccountID, from old: Data, to new: Data) async throws -> Bool {
+        try await withDeadline(timeout, what: "replace identity key") {
+            let rows = try await client.query(
+                """
+                UPDATE accounts SET identity_key = \(new)
+                WHERE id = \(accountID.rawValue) AND identity_key = \(old) RETURNING id
+                """)
+            for try await _ in rows.decode(UUID.self) { return true }
+            return false
+        }
+    }
+
     static func first(_ rows: PostgresRowSequence) async throws -> Account? {
         for try await (id, username, key, created) in rows.decode((UUID, String, Data, Int64).self) {
             return Account(
@@ -65,15 +77,16 @@ struct PostgresDeviceStore: DeviceStore {
     let client: PostgresClient
     let timeout: Duration
 
-    static let columns = "id, account_id, name, created_at, revoked_at"
+    static let columns = "id, account_id, name, created_at, revoked_at, pending, link_key"
 
     func insert(_ device: Device) async throws {
         try await withDeadline(timeout, what: "insert device") {
             try await client.query(
                 """
-                INSERT INTO devices (id, account_id, name, created_at, revoked_at)
+                INSERT INTO devices (id, account_id, name, created_at, revoked_at, pending, link_key)
                 VALUES (\(device.id.rawValue), \(device.accountID.rawValue), \(device.name),
-                        \(device.createdAt.millisecondsSince1970), \(device.revokedAt?.millisecondsSince1970))
+                        \(device.createdAt.millisecondsSince1970), \(device.revokedAt?.millisecondsSince1970),
+                        \(device.pending), \(device.linkKey))
                 """)
         }
     }
@@ -81,7 +94,7 @@ struct PostgresDeviceStore: DeviceStore {
     func device(id: DeviceID) async throws -> Device? {
         try await withDeadline(timeout, what: "find device") {
             try await Self.all(
-                client.query("SELECT id, account_id, name, created_at, revoked_at FROM devices WHERE id = \(id.rawValue)")
+                client.query("SELECT \(unescaped: Self.columns) FROM devices WHERE id = \(id.rawValue)")
             ).first
         }
     }
@@ -91,7 +104,7 @@ struct PostgresDeviceStore: DeviceStore {
             try await Self.all(
                 client.query(
                     """
-                    SELECT id, account_id, name, created_at, revoked_at FROM devices
+                    SELECT \(unescaped: Self.columns) FROM devices
                     WHERE account_id = \(accountID.rawValue) ORDER BY created_at, id
                     """))
         }
@@ -104,7 +117,7 @@ struct PostgresDeviceStore: DeviceStore {
                     """
                     UPDATE devices SET revoked_at = COALESCE(revoked_at, \(time.millisecondsSince1970))
                     WHERE id = \(deviceID.rawValue)
-                    RETURNING id, account_id, name, created_at, revoked_at
+                    RETURNING \(unescaped: Self.columns)
                     """, logger: Logger(label: "heliograph.postgres"))
                 let device = try await Self.all(rows).first
                 // A revoked device will never fetch its inbox: drop the copies now, and its keys so
@@ -112,18 +125,52 @@ struct PostgresDeviceStore: DeviceStore {
                 try await connection.query(
                     "DELETE FROM inbox WHERE device_id = \(deviceID.rawValue)", logger: Logger(label: "heliograph.postgres"))
                 try await PostgresPrekeyStore.deleteKeys(connection, deviceID, logger: Logger(label: "heliograph.postgres"))
+                // Announced to every node (this one too) on commit, never before and never
+                // without it: each closes the device's sockets when it hears this.
+                if device != nil {
+                    try await connection.query(
+                        "SELECT pg_notify(\(PostgresChangeFeed.channel), \(ChangeNotification.revoked([deviceID]).payload))",
+                        logger: Logger(label: "heliograph.postgres"))
+                }
                 return device
             }
         }
     }
 
+    func revokedDevices(among deviceIDs: [DeviceID]) async throws -> Set<DeviceID> {
+        guard !deviceIDs.isEmpty else { return [] }
+        return try await withDeadline(timeout, what: "check revoked devices") {
+            // Unknown ids count as revoked: only rows still active come back.
+            let ids = deviceIDs.map(\.rawValue)
+            var active: Set<DeviceID> = []
+            let rows = try await client.query("SELECT id FROM devices WHERE id = ANY(\(ids)) AND revoked_at IS NULL")
+            for try await id in rows.decode(UUID.self) { active.insert(DeviceID(id)) }
+            return Set(deviceIDs).subtracting(active)
+        }
+    }
+
+    func approve(_ deviceID: DeviceID) async throws -> Device? {
+        try await withDeadline(timeout, what: "approve device") {
+            try await Self.all(
+                client.query(
+                    """
+                    UPDATE devices SET pending = false
+                    WHERE id = \(deviceID.rawValue) AND pending AND revoked_at IS NULL
+                    RETURNING \(unescaped: Self.columns)
+                    """)
+            ).first
+        }
+    }
+
     static func all(_ rows: PostgresRowSequence) async throws -> [Device] {
         var devices: [Device] = []
-        for try await (id, account, name, created, revoked) in rows.decode((UUID, UUID, String, Int64, Int64?).self) {
+        for try await (id, account, name, created, revoked, pending, linkKey) in rows.decode(
+            (UUID, UUID, String, Int64, Int64?, Bool, Data?).self)
+        {
             devices.append(
                 Device(
                     id: DeviceID(id), accountID: AccountID(account), name: name, createdAt: Date(millisecondsSince1970: created),
-                    revokedAt: revoked.map(Date.init(millisecondsSince1970:))))
+                    revokedAt: revoked.map(Date.init(millisecondsSince1970:)), pending: pending, linkKey: linkKey))
         }
         return devices
     }
@@ -220,17 +267,20 @@ struct PostgresInboxStore: InboxStore {
                 let claimed = try await countRows(
                     connection.query(
                         """
-                        INSERT INTO sent_messages (sender_device_id, message_id, server_time, sequences)
-                        VALUES (\(senderDevice), \(messageID), \(serverTime), '')
+                        INSERT INTO sent_messages (sender_device_id, message_id, server_time, sequences, content_hash)
+                        VALUES (\(senderDevice), \(messageID), \(serverTime), '', \(message.contentHash))
                         ON CONFLICT DO NOTHING RETURNING 1
                         """, logger: logger))
                 guard claimed == 1 else {
                     let rows = try await connection.query(
                         """
-                        SELECT server_time, sequences FROM sent_messages
+                        SELECT server_time, sequences, content_hash FROM sent_messages
                         WHERE sender_device_id = \(senderDevice) AND message_id = \(messageID)
                         """, logger: logger)
-                    for try await (time, sequences) in rows.decode((Int64, String).self) {
+                    for try await (time, sequences, stored) in rows.decode((Int64, String, Data?).self) {
+                        guard SendIdempotency.isRetry(stored: stored, incoming: message.contentHash) else {
+                            throw SendIdempotency.conflict(message.messageID)
+                        }
                         return DeliveryReceipt(
                             messageID: message.messageID, serverTime: Date(millisecondsSince1970: time),
                             sequences: SequenceList.decode(sequences), duplicate: true)

@@ -18,7 +18,9 @@ struct Helio: AsyncParsableCommand {
             end-to-end encrypted; each profile's keys are in NAME.keys beside it (mode 0600), sealed \
             with a passphrase when HELIO_PASSPHRASE is set.
             """,
-        subcommands: [Register.self, Login.self, Send.self, Listen.self, Verify.self, Devices.self, Whoami.self]
+        subcommands: [
+            Register.self, Login.self, Recover.self, Send.self, Listen.self, Verify.self, Devices.self, Whoami.self,
+        ]
     )
 }
 
@@ -34,8 +36,10 @@ struct GlobalOptions: ParsableArguments {
 
     var profileName: String { profile ?? environment["HELIO_PROFILE"] ?? "default" }
 
+    /// The profiles, sealed with HELIO_PASSPHRASE when it is set.
     var store: ProfileStore {
-        ProfileStore(directory: configDir.map { URL(fileURLWithPath: $0) } ?? ProfileStore.defaultDirectory())
+        ProfileStore(
+            directory: configDir.map { URL(fileURLWithPath: $0) } ?? ProfileStore.defaultDirectory(), passphrase: passphrase)
     }
 
     /// The passphrase that seals the key file, if the person uses one.
@@ -146,10 +150,60 @@ extension Helio {
                     username: username, identityPrivateKey: source.identityPrivateKey,
                     server: server.server == nil ? source.server : try server.url(),
                     deviceName: deviceName ?? defaultDeviceName, profileName: global.profileName, store: global.store,
-                    passphrase: global.passphrase, logger: quietLogger)
+                    passphrase: global.passphrase, logger: quietLogger,
+                    approvalTimeout: .seconds(Int(Device.approvalWindow))
+                ) { pending in
+                    // Unbuffered: the person reads this while the command waits.
+                    FileHandle.standardOutput.write(
+                        Data(
+                            """
+                            this device waits for approval. On a device of @\(username) that is already logged in, run:
+                                helio devices approve \(pending.code)
+                            (QR form: \(pending.scannable))
+                            waiting up to \(Int(Device.approvalWindow / 60)) minutes...
+
+                            """.utf8))
+                }
                 await client.close()
                 print(
                     "logged in @\(client.profile.username) as device \(client.profile.deviceID) in profile '\(global.profileName)'"
+                )
+            }
+        }
+    }
+
+    /// `helio recover NAME --identity-from PROFILE`
+    struct Recover: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Recover an account whose devices were all revoked, with a new identity key.",
+            discussion: """
+                Works only when no device of the account is active. The account gets a new identity key; \
+                every contact sees an identity change and should compare safety numbers again.
+                """)
+
+        @Argument(help: "The account's username.")
+        var username: String
+
+        @Option(help: "The profile holding the account's current identity key.")
+        var identityFrom: String
+
+        @Option(help: "A name for this device (default: the host name).")
+        var deviceName: String?
+
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var server: ServerOption
+
+        func run() async throws {
+            try await reportingErrors {
+                let source = try global.store.load(identityFrom)
+                let client = try await HeliographClient.recover(
+                    username: username, identityPrivateKey: source.identityPrivateKey,
+                    server: server.server == nil ? source.server : try server.url(),
+                    deviceName: deviceName ?? defaultDeviceName, profileName: global.profileName, store: global.store,
+                    passphrase: global.passphrase, logger: quietLogger)
+                await client.close()
+                print(
+                    "recovered @\(client.profile.username) with a new identity key as device \(client.profile.deviceID) in profile '\(global.profileName)'"
                 )
             }
         }
@@ -218,6 +272,9 @@ extension Helio {
                             let line: String
                             switch try await client.open(message) {
                             case .message(let decrypted):
+                                for notice in decrypted.notices {
+                                    FileHandle.standardError.write(Data("helio: note: \(notice)\n".utf8))
+                                }
                                 let time = formatter.string(from: message.serverTime)
                                 if decrypted.fromOwnDevice, let to = decrypted.content.to {
                                     line = "\(time) you to @\(to): \(decrypted.content.text)\n"
@@ -252,8 +309,8 @@ extension Helio {
     /// `helio devices [revoke ID]`
     struct Devices: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "List this account's devices, or revoke one.",
-            subcommands: [List.self, Revoke.self],
+            abstract: "List this account's devices, approve a new one, or revoke one.",
+            subcommands: [List.self, Approve.self, Revoke.self],
             defaultSubcommand: List.self)
 
         struct List: AsyncParsableCommand {
@@ -269,28 +326,56 @@ extension Helio {
                     formatter.dateFormat = "yyyy-MM-dd HH:mm"
                     for device in devices {
                         let created = formatter.string(from: Date(millisecondsSince1970: device.createdAt))
-                        let status = device.revokedAt == nil ? (device.current ? "this device" : "active") : "revoked"
+                        let status =
+                            device.revokedAt != nil
+                            ? "revoked"
+                            : device.pending == true ? "waiting for approval" : device.current ? "this device" : "active"
                         print("\(device.deviceId)  \(device.name)  since \(created)  \(status)")
                     }
                 }
             }
         }
 
+        struct Approve: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Approve a new device of this account by the code it shows (or its QR string).")
+            @Argument(help: "The code the new device printed, such as ABCD-EFGH-JKMN.")
+            var code: String
+            @OptionGroup var global: GlobalOptions
+
+            func run() async throws {
+                try await reportingErrors {
+                    let client = try global.client()
+                    let device = try await client.approveDevice(code: code)
+                    await client.close()
+                    print("approved \(device.deviceId) (\(device.name)); it is now in the account's signed device list")
+                }
+            }
+        }
+
         struct Revoke: AsyncParsableCommand {
-            static let configuration = CommandConfiguration(abstract: "Revoke a device: it is logged out everywhere at once.")
+            static let configuration = CommandConfiguration(
+                abstract: "Revoke a device: it is logged out everywhere at once and named revoked in the signed device list.")
             @Argument(help: "The device id, as 'helio devices' prints it.")
             var deviceID: String
+            @Flag(
+                help: """
+                    Also replace the account's identity key (for a stolen device): the old key logs nothing in any more, \
+                    contacts see an identity change, and the account's other devices must be linked again.
+                    """)
+            var rotateIdentity = false
             @OptionGroup var global: GlobalOptions
 
             func run() async throws {
                 try await reportingErrors {
                     guard let id = DeviceID(deviceID) else { throw ValidationError("'\(deviceID)' is not a device id") }
                     let client = try global.client()
-                    let device = try await client.revokeDevice(id)
-                    // Re-sign the device list without the revoked device, unless it was this one.
-                    if id != client.profile.deviceID { try await client.publishDeviceList() }
+                    let device = try await client.revokeDevice(id, rotateIdentity: rotateIdentity)
                     await client.close()
                     print("revoked \(device.deviceId) (\(device.name))")
+                    if rotateIdentity {
+                        print("the account has a new identity key; link your other devices again with 'helio login'")
+                    }
                 }
             }
         }

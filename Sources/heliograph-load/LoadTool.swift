@@ -54,6 +54,10 @@ struct LoadDevice: Sendable {
     let identity: Data
     let accountID: AccountID
     let deviceID: DeviceID
+    /// The agreement key the device committed to at login (a load device never uses it).
+    let agreementKey: Data
+    /// Whether the device waits for approval by the account's first device.
+    let pending: Bool
 }
 
 /// Creates accounts and devices through the public protocol, as real clients do.
@@ -62,31 +66,76 @@ enum Provision {
         let connection = try await HeliographConnection.connect(to: server)
         defer { Task { await connection.close() } }
         let identity = IdentityKeyPair()
-        _ = try await connection.request(
+        let account = try await connection.request(
             .register, RegisterRequest(username: username, identityKey: identity.publicKey.rawBytes), as: AccountInfo.self)
-        return try await login(username, identity: identity, over: connection)
+        return try await login(username, account: account.accountId, identity: identity, server: server, over: connection)
     }
 
+    /// Logs another device in and approves it from `device` (the account's first device), as a
+    /// person does with `helio devices approve`.
     static func extraDevice(of device: LoadDevice, server: URL) async throws -> LoadDevice {
         let connection = try await HeliographConnection.connect(to: server)
         defer { Task { await connection.close() } }
-        return try await login(device.username, identity: try IdentityKeyPair(privateKeyBytes: device.identity), over: connection)
+        let extra = try await login(
+            device.username, account: device.accountID, identity: try IdentityKeyPair(privateKeyBytes: device.identity),
+            server: server, over: connection)
+        if extra.pending { try await approve(extra, by: device, server: server) }
+        return extra
+    }
+
+    /// Approves a waiting device with a signed device list naming both devices' committed keys.
+    static func approve(_ waiting: LoadDevice, by first: LoadDevice, server: URL) async throws {
+        let connection = try await HeliographConnection.connect(to: server)
+        defer { Task { await connection.close() } }
+        _ = try await connection.request(
+            .authenticate, AuthenticateRequest(token: first.token, after: nil, receive: false), as: SessionInfo.self)
+        let identity = try IdentityKeyPair(privateKeyBytes: first.identity)
+        for attempt in 1...5 {
+            let account = try await connection.request(
+                .lookupAccount, LookupAccountRequest(username: first.username), as: AccountInfo.self)
+            var entries = (account.deviceList?.devices ?? []).map {
+                SignedDeviceList.Entry(device: $0.deviceId, agreementKey: $0.agreementKey)
+            }
+            if !entries.contains(where: { $0.device == first.deviceID }) {
+                entries.append(.init(device: first.deviceID, agreementKey: first.agreementKey))
+            }
+            entries.append(.init(device: waiting.deviceID, agreementKey: waiting.agreementKey))
+            let list = try SignedDeviceList.sign(
+                account: first.accountID, version: (account.deviceList?.version ?? 0) + 1, devices: entries,
+                revoked: account.deviceList?.revoked ?? [], with: identity)
+            let wire = WireDeviceList(
+                version: list.version, devices: list.devices.map { .init(deviceId: $0.device, agreementKey: $0.agreementKey) },
+                revoked: list.revoked.isEmpty ? nil : list.revoked, signature: list.signature)
+            do {
+                _ = try await connection.request(
+                    .approveDevice, ApproveDeviceRequest(deviceId: waiting.deviceID, deviceList: wire), as: DeviceInfo.self)
+                return
+            } catch let error as HeliographError where error.code == .badRequest && attempt < 5 {
+                // Another approval for this account took the version: sign the next one.
+                continue
+            }
+        }
     }
 
     static func login(
-        _ username: String, identity: IdentityKeyPair, over connection: HeliographConnection
+        _ username: String, account: AccountID, identity: IdentityKeyPair, server: URL, over connection: HeliographConnection
     ) async throws
         -> LoadDevice
     {
         let challenge = try await connection.request(.challenge, ChallengeRequest(username: username), as: ChallengeResponse.self)
         let name = "load"
-        let signature = try identity.signLogin(nonce: challenge.nonce, challengeID: challenge.challengeId, deviceName: name)
+        let signature = try identity.signLogin(
+            nonce: challenge.nonce, challengeID: challenge.challengeId, account: account, origin: try ServerOrigin(url: server),
+            deviceName: name)
+        let agreementKey = AgreementKeyPair().publicKeyBytes
         let session = try await connection.request(
-            .login, LoginRequest(challengeId: challenge.challengeId, deviceName: name, signature: signature),
+            .login,
+            LoginRequest(
+                challengeId: challenge.challengeId, deviceName: name, signature: signature, agreementKey: agreementKey),
             as: LoginResponse.self)
         return LoadDevice(
             username: username, token: session.token, identity: identity.privateKeyBytes, accountID: session.accountId,
-            deviceID: session.deviceId)
+            deviceID: session.deviceId, agreementKey: agreementKey, pending: session.pending == true)
     }
 
     /// Runs `count` provisioning jobs, `parallel` at a time.

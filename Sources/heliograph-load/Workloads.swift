@@ -365,21 +365,34 @@ extension LoadTool {
                     group.addTask {
                         let device = devices[worker % devices.count]
                         let connection = try await HeliographConnection.connect(to: server)
+                        // The account's first device refuses each new (waiting) device again, so
+                        // the account never reaches its limit of waiting devices.
+                        let owner = try await HeliographConnection.connect(to: server)
+                        _ = try await owner.request(
+                            .authenticate, AuthenticateRequest(token: device.token, after: nil, receive: false),
+                            as: SessionInfo.self)
                         let identity = try IdentityKeyPair(privateKeyBytes: device.identity)
                         while ContinuousClock.now < deadline {
                             let begin = ContinuousClock.now
                             do {
-                                _ = try await Provision.login(device.username, identity: identity, over: connection)
+                                let added = try await Provision.login(
+                                    device.username, account: device.accountID, identity: identity, server: server,
+                                    over: connection)
                                 counters.sent.add(1, ordering: .relaxed)
                                 let micros =
                                     begin.duration(to: .now).components.attoseconds / 1_000_000_000_000
                                     + begin.duration(to: .now).components.seconds * 1_000_000
                                 latencies.withLock { _ = $0.record(UInt64(micros)) }
+                                if added.pending {
+                                    _ = try await owner.request(
+                                        .revokeDevice, RevokeDeviceRequest(deviceId: added.deviceID), as: DeviceInfo.self)
+                                }
                             } catch {
                                 counters.failed(error)
                             }
                         }
                         await connection.close()
+                        await owner.close()
                     }
                 }
                 try await group.waitForAll()

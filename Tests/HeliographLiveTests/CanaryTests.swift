@@ -53,12 +53,14 @@ extension ProcessTests {
             username: "alice", server: server.url, deviceName: "phone", profileName: "alice-phone", store: profiles)
         _ = try await HeliographClient.login(
             username: "alice", identityPrivateKey: alicePhone.profile.identityPrivateKey, server: server.url,
-            deviceName: "laptop", profileName: "alice-laptop", store: profiles)
+            deviceName: "laptop", profileName: "alice-laptop", store: profiles
+        ) { try await alicePhone.approveDevice(code: $0.code) }
         let bobPhone = try await HeliographClient.register(
             username: "bob_b", server: server.url, deviceName: "phone", profileName: "bob-phone", store: profiles)
         _ = try await HeliographClient.login(
             username: "bob_b", identityPrivateKey: bobPhone.profile.identityPrivateKey, server: server.url,
-            deviceName: "laptop", profileName: "bob-laptop", store: profiles)
+            deviceName: "laptop", profileName: "bob-laptop", store: profiles
+        ) { try await bobPhone.approveDevice(code: $0.code) }
 
         let canary = "CANARY-\(UUID().uuidString)"
         for index in 1...40 { try await alicePhone.sendEncrypted(text: "\(canary) a\(index)", to: "bob_b") }

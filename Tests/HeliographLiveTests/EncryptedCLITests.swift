@@ -14,10 +14,34 @@ extension ProcessTests {
             #expect(result.status == 0, "helio \(arguments.joined(separator: " ")): \(result.error)")
             return result
         }
+        /// `helio login` waits for approval: read the code it prints and approve it from `approver`.
+        func link(_ username: String, from approver: String, as profile: String) async throws {
+            let login = Process()
+            login.executableURL = binaryDirectory.appendingPathComponent("helio")
+            login.arguments = ["login", username, "--identity-from", approver, "--profile", profile, "--device-name", "laptop"]
+            login.environment = ProcessInfo.processInfo.environment.merging(["XDG_CONFIG_HOME": config.path]) { $1 }
+            let output = Pipe()
+            login.standardOutput = output
+            login.standardError = Pipe()
+            try login.run()
+            var printed = ""
+            let deadline = ContinuousClock.now + .seconds(30)
+            while !printed.contains("helio devices approve "), login.isRunning, ContinuousClock.now < deadline {
+                printed += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+            }
+            let code = try #require(
+                printed.split(separator: "\n").first { $0.contains("helio devices approve ") }?.split(separator: " ").last)
+            let approved = try await run(["devices", "approve", String(code), "--profile", approver])
+            #expect(approved.output.contains("approved"))
+            while login.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+            #expect(login.terminationStatus == 0)
+            let devices = try await run(["devices", "--profile", approver])
+            #expect(!devices.output.contains("waiting for approval"))
+        }
         _ = try await run(["register", "alice", "--profile", "alice1", "--device-name", "phone"] + serverFlag)
-        _ = try await run(["login", "alice", "--identity-from", "alice1", "--profile", "alice2", "--device-name", "laptop"])
+        try await link("alice", from: "alice1", as: "alice2")
         _ = try await run(["register", "bob_b", "--profile", "bob1", "--device-name", "phone"] + serverFlag)
-        _ = try await run(["login", "bob_b", "--identity-from", "bob1", "--profile", "bob2", "--device-name", "laptop"])
+        try await link("bob_b", from: "bob1", as: "bob2")
 
         let toBob = try await run(["send", "@bob_b", "hello", "bob", "--profile", "alice1"])
         #expect(toBob.output.contains("(3 devices)"))  // Bob's two devices and Alice's laptop

@@ -63,7 +63,11 @@ struct EncryptionTests {
 
     @Test("exhausted one-time prekeys fall back to the last-resort key; the send still works")
     func exhaustedPrekeys() async throws {
-        try await TestServer.run { server in
+        // The fetchKeys limits exist to prevent this drain; they are off to test the fallback.
+        try await TestServer.run(configure: {
+            $0.fetchKeysAccountRate = 0
+            $0.fetchKeysDeviceRate = 0
+        }) { server in
             let bob = try await server.register("bob_b")
             let mallory = try await server.register("mallory")
             // Someone drains Bob's one-time prekeys.
@@ -327,7 +331,10 @@ struct EncryptionTests {
                 return
             }
             // Bob's device lost its sessions (say, restored from an old backup).
-            try bob.keyStore.update { $0.sessions = [:] }
+            try bob.keyStore.update { state in
+                state.peerSessions = [:]
+                state.archivedPeerSessions = nil
+            }
             guard case .dropped(_, let reason) = try await bob.open(envelope) else {
                 Issue.record("a message without a session was accepted")
                 return

@@ -22,11 +22,14 @@ struct TestServer: Sendable {
     let directory: URL
     /// The configuration the server runs with (its franking sealing key included).
     let configuration: ServerConfiguration
+    /// The storage the server runs over: `storage` itself, or a wrapper around it.
+    let served: any HeliographStorage
 
     /// Starts a server with `configure` applied to test defaults, runs `body`, stops the server.
     static func run(
         clock: any WallClock = SystemWallClock(),
         configure: (inout ServerConfiguration) -> Void = { _ in },
+        serving wrap: (SQLiteStorage) -> any HeliographStorage = { $0 },
         _ body: @Sendable (TestServer) async throws -> Void
     ) async throws {
         let directory = temporaryDirectory("server")
@@ -38,13 +41,15 @@ struct TestServer: Sendable {
         let storage = try SQLiteStorage(directory: directory)
         var logger = Logger(label: "test-server")
         logger.logLevel = .warning
-        let app = buildApplication(configuration: configuration, storage: storage, clock: clock, logger: logger)
+        // The server may run over a wrapper that misbehaves on purpose (HostileStorage).
+        let served = wrap(storage)
+        let app = buildApplication(configuration: configuration, storage: served, clock: clock, logger: logger)
         let configured = configuration
         try await app.test(.live) { client in
             let server = TestServer(
                 client: client, url: URL(string: "http://localhost:\(client.port!)")!,
                 profiles: ProfileStore(directory: directory.appendingPathComponent("profiles")), storage: storage,
-                directory: directory, configuration: configured)
+                directory: directory, configuration: configured, served: served)
             try await body(server)
         }
     }
@@ -57,12 +62,19 @@ struct TestServer: Sendable {
             encryption: encryption)
     }
 
-    /// Logs another device in to the account of `client`.
-    func addDevice(to client: HeliographClient, named device: String) async throws -> HeliographClient {
+    /// Logs another device in to the account of `client`, which approves it by the code the
+    /// new device shows (as a person would type it).
+    func addDevice(to client: HeliographClient, named device: String, encryption: Bool = true) async throws
+        -> HeliographClient
+    {
         let profile = client.profile
         return try await HeliographClient.login(
             username: profile.username, identityPrivateKey: profile.identityPrivateKey, server: url, deviceName: device,
-            profileName: "\(profile.username)-\(device)", store: profiles)
+            profileName: "\(profile.username)-\(device)", store: profiles, encryption: encryption,
+            approvalTimeout: .seconds(20)
+        ) { pending in
+            try await client.approveDevice(code: pending.code)
+        }
     }
 
     /// A raw socket, not yet authenticated.

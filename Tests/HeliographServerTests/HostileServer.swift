@@ -1,0 +1,143 @@
+import Foundation
+import HeliographCore
+import HeliographStore
+import Synchronization
+
+/// A storage backend that lies on purpose, so that tests can run the real server as a hostile
+/// operator would: every answer the server gives clients passes through here, and each attack
+/// rewrites one kind of answer. Writes go to the real SQLite storage underneath.
+///
+/// What it can do is what a compromised server can do: relabel envelopes, replay old ones,
+/// slip devices into accounts, hand out other devices' keys, leave out or roll back signed
+/// device lists, and report waiting devices with other keys. What it cannot do is sign as an
+/// account's identity key; the tests check that clients notice every one of these.
+final class HostileStorage: HeliographStorage, Sendable {
+    /// The lies currently told.
+    struct Attacks: Sendable {
+        /// Envelopes for a device get their sender rewritten (recipient device → new sender).
+        var relabel: [DeviceID: EnvelopeSender] = [:]
+        /// Envelopes delivered again with new sequence numbers, the first getting `from`.
+        var replay: [DeviceID: (from: Int64, envelopes: [Envelope])] = [:]
+        /// Devices listed as active devices of an account that does not own them.
+        var extraDevices: [AccountID: [Device]] = [:]
+        /// Accounts whose signed device list is left out.
+        var omitList: Set<AccountID> = []
+        /// Accounts whose device list is replaced with an older one (stored bytes).
+        var rollBack: [AccountID: (version: Int64, list: Data)] = [:]
+        /// Waiting devices reported with another committed key.
+        var swapLinkKey: [DeviceID: Data] = [:]
+    }
+
+    let base: SQLiteStorage
+    private let attacks = Mutex(Attacks())
+
+    init(_ base: SQLiteStorage) { self.base = base }
+
+    /// Changes the attacks in effect.
+    func attack(_ change: (inout Attacks) -> Void) { attacks.withLock { change(&$0) } }
+
+    var current: Attacks { attacks.withLock { $0 } }
+
+    var accounts: any AccountStore { base.accounts }
+    var devices: any DeviceStore { HostileDevices(base: base.devices, owner: self) }
+    var sessions: any SessionStore { base.sessions }
+    var challenges: any ChallengeStore { base.challenges }
+    var inbox: any InboxStore { HostileInbox(base: base.inbox, owner: self) }
+    var prekeys: any PrekeyStore { HostilePrekeys(base: base.prekeys, owner: self) }
+    var secrets: any ServerSecretStore { base.secrets }
+    var frankingKeys: any FrankingKeyStore { base.frankingKeys }
+    var changeFeed: (any InboxChangeFeed)? { base.changeFeed }
+    func ping() async throws { try await base.ping() }
+    func close() async throws { try await base.close() }
+}
+
+private struct HostileDevices: DeviceStore {
+    let base: any DeviceStore
+    let owner: HostileStorage
+
+    func insert(_ device: Device) async throws { try await base.insert(device) }
+    func device(id: DeviceID) async throws -> Device? {
+        var device = try await base.device(id: id)
+        if let swapped = owner.current.swapLinkKey[id] { device?.linkKey = swapped }
+        return device
+    }
+    func devices(of accountID: AccountID) async throws -> [Device] {
+        let attacks = owner.current
+        let real = try await base.devices(of: accountID).map { device -> Device in
+            var device = device
+            if let swapped = attacks.swapLinkKey[device.id] { device.linkKey = swapped }
+            return device
+        }
+        return real
+            + (attacks.extraDevices[accountID] ?? []).map { device in
+                var device = device
+                device.accountID = accountID
+                return device
+            }
+    }
+    func revoke(_ deviceID: DeviceID, at time: Date) async throws -> Device? { try await base.revoke(deviceID, at: time) }
+    func approve(_ deviceID: DeviceID) async throws -> Device? { try await base.approve(deviceID) }
+}
+
+private struct HostileInbox: InboxStore {
+    let base: any InboxStore
+    let owner: HostileStorage
+
+    func enqueue(_ message: OutgoingMessage) async throws -> DeliveryReceipt { try await base.enqueue(message) }
+    func envelopes(for deviceID: DeviceID, after: Int64, limit: Int) async throws -> [Envelope] {
+        let attacks = owner.current
+        var envelopes = try await base.envelopes(for: deviceID, after: after, limit: limit)
+        if let sender = attacks.relabel[deviceID] {
+            for index in envelopes.indices { envelopes[index].sender = sender }
+        }
+        if let replay = attacks.replay[deviceID] {
+            // Replayed envelopes come after everything real, numbered from `from`.
+            for (offset, old) in replay.envelopes.enumerated() where replay.from + Int64(offset) > after {
+                var copy = old
+                copy.sequence = replay.from + Int64(offset)
+                envelopes.append(copy)
+            }
+        }
+        return envelopes
+    }
+    func acknowledge(_ deviceID: DeviceID, through sequence: Int64) async throws -> Int64 {
+        let last = try await base.lastSequence(of: deviceID)
+        return try await base.acknowledge(deviceID, through: min(sequence, last))
+    }
+    func lastSequence(of deviceID: DeviceID) async throws -> Int64 {
+        let real = try await base.lastSequence(of: deviceID)
+        guard let replay = owner.current.replay[deviceID], !replay.envelopes.isEmpty else { return real }
+        return max(real, replay.from + Int64(replay.envelopes.count) - 1)
+    }
+    func deleteExpired(before time: Date) async throws -> Int { try await base.deleteExpired(before: time) }
+}
+
+private struct HostilePrekeys: PrekeyStore {
+    let base: any PrekeyStore
+    let owner: HostileStorage
+
+    func setKeys(_ keys: DeviceKeyRecord) async throws { try await base.setKeys(keys) }
+    func addOneTimePrekeys(_ prekeys: [StoredPrekey], for deviceID: DeviceID) async throws {
+        try await base.addOneTimePrekeys(prekeys, for: deviceID)
+    }
+    func keys(for deviceID: DeviceID) async throws -> DeviceKeyRecord? { try await base.keys(for: deviceID) }
+    func claim(for deviceID: DeviceID) async throws -> ClaimedPrekeys? { try await base.claim(for: deviceID) }
+    func oneTimeCounts(for deviceID: DeviceID) async throws -> (x25519: Int, kem: Int) {
+        try await base.oneTimeCounts(for: deviceID)
+    }
+    func publishedDevices(of accountID: AccountID) async throws -> [DeviceID] {
+        try await base.publishedDevices(of: accountID) + (owner.current.extraDevices[accountID] ?? []).map(\.id)
+    }
+    func deleteOneTimePrekeys(for deviceID: DeviceID) async throws { try await base.deleteOneTimePrekeys(for: deviceID) }
+    func deleteKeys(for deviceID: DeviceID) async throws { try await base.deleteKeys(for: deviceID) }
+    func storeDeviceList(account: AccountID, version: Int64, list: Data) async throws -> Bool {
+        try await base.storeDeviceList(account: account, version: version, list: list)
+    }
+    func deleteDeviceList(account: AccountID) async throws { try await base.deleteDeviceList(account: account) }
+    func deviceList(account: AccountID) async throws -> (version: Int64, list: Data)? {
+        let attacks = owner.current
+        if attacks.omitList.contains(account) { return nil }
+        if let old = attacks.rollBack[account] { return old }
+        return try await base.deviceList(account: account)
+    }
+}
