@@ -75,6 +75,8 @@ let package = Package(
             name: "HeliographServer",
             dependencies: [
                 "HeliographCore", "HeliographCrypto", "HeliographProtocol", "HeliographStore",
+                // SHA-256 of a send's content, kept with its idempotency record.
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -162,6 +164,8 @@ let package = Package(
                 // Reads a server's database file directly, as someone holding a copy of it would.
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                // A bare socket client for the protocol tests, which read every frame's status.
+                .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ],

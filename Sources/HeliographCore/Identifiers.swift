@@ -83,7 +83,8 @@ public struct MessageID: Hashable, Sendable, Codable, CustomStringConvertible {
         do {
             self = try MessageID(validating: string)
         } catch {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.message))
+            throw DecodingError.dataCorrupted(
+                .init(codingPath: decoder.codingPath, debugDescription: error.message, underlyingError: error))
         }
     }
 

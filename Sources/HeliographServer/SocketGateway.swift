@@ -181,10 +181,8 @@ struct SocketGateway: Sendable {
             throw HeliographError(.badRequest, "this socket is already authenticated")
         }
         let device = try await services.auth.authenticate(token: request.token)
-        if let after = request.after, after > 0 {
-            _ = try await storage.inbox.acknowledge(device.deviceID, through: after)
-        }
-        let lastSequence = try await storage.inbox.lastSequence(of: device.deviceID)
+        // Checks `after` before acknowledging anything: a refused authenticate changes nothing.
+        let (start, lastSequence) = try await services.messages.resume(after: request.after, for: device)
         guard request.receive ?? true else {
             state.withLock { $0.device = device }
             return try Self.sessionResponse(id: id, device: device, lastSequence: lastSequence)
@@ -197,7 +195,6 @@ struct SocketGateway: Sendable {
             $0.registration = registration
         }
         metrics.recordConnectedDevices(hub.connectedDeviceCount)
-        let start = max(request.after ?? 0, 0)
         group.addTask {
             await deliver(
                 to: device.deviceID, after: start, wakeups: wakeups, mailbox: mailbox, outbound: outbound, logger: logger,

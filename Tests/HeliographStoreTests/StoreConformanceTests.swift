@@ -146,6 +146,56 @@ struct StoreConformanceTests {
         }
     }
 
+    @Test(
+        "a repeated message id with other content is refused and the first content kept; without digests it is a retry",
+        arguments: Backend.all)
+    func idempotencyConflict(_ backend: Backend) async throws {
+        try await backend.with { storage in
+            let p = try await people(in: storage)
+            var first = try Fixture.message(
+                "reused", from: p.alice, device: p.aliceLaptop, to: p.bob, devices: [p.bobPhone], payload: "first")
+            first.contentHash = Data(repeating: 1, count: 32)
+            let accepted = try await storage.inbox.enqueue(first)
+            #expect(!accepted.duplicate)
+
+            // Same id, other content: refused, nothing stored.
+            var other = try Fixture.message(
+                "reused", from: p.alice, device: p.aliceLaptop, to: p.bob, devices: [p.bobPhone], payload: "second")
+            other.contentHash = Data(repeating: 2, count: 32)
+            other.serverTime = Fixture.start + 5
+            await #expect(throws: HeliographError(.idempotencyConflict, "")) {
+                try await storage.inbox.enqueue(other)
+            }
+            // Same id, same content: a retry, answered with the first receipt.
+            var retry = first
+            retry.serverTime = Fixture.start + 6
+            let repeated = try await storage.inbox.enqueue(retry)
+            #expect(repeated.duplicate)
+            #expect(repeated.sequences == accepted.sequences)
+            #expect(repeated.serverTime == accepted.serverTime)
+            let stored = try await storage.inbox.envelopes(for: p.bobPhone.id, after: 0, limit: 10)
+            #expect(stored.map(\.payload) == [Data("first".utf8)])
+            #expect(try await storage.inbox.lastSequence(of: p.bobPhone.id) == 1)
+
+            // A record without a digest (written before digests were kept) cannot be compared:
+            // any repeat counts as a retry, as it always did.
+            let old = try Fixture.message(
+                "undigested", from: p.alice, device: p.aliceLaptop, to: p.bob, devices: [p.bobPhone], payload: "old")
+            _ = try await storage.inbox.enqueue(old)
+            var later = try Fixture.message(
+                "undigested", from: p.alice, device: p.aliceLaptop, to: p.bob, devices: [p.bobPhone], payload: "new")
+            later.contentHash = Data(repeating: 3, count: 32)
+            #expect(try await storage.inbox.enqueue(later).duplicate)
+            #expect(
+                try await storage.inbox.envelopes(for: p.bobPhone.id, after: 1, limit: 10).map(\.payload) == [Data("old".utf8)])
+
+            // The digest belongs to the sending device's id: another device may use the same id.
+            let bobAsSender = try Fixture.message(
+                "reused", from: p.bob, device: p.bobLaptop, to: p.alice, devices: [p.aliceLaptop], payload: "bob's")
+            #expect(try await storage.inbox.enqueue(bobAsSender).duplicate == false)
+        }
+    }
+
     @Test("concurrent sends to one device get distinct consecutive sequence numbers", arguments: Backend.all)
     func concurrentEnqueue(_ backend: Backend) async throws {
         try await backend.with { storage in
