@@ -25,14 +25,16 @@ public struct AgreementKeyPair: Sendable {
 
     /// X25519(private, peer): the raw 32-byte shared secret.
     ///
-    /// An all-zero result means the peer sent a low-order point; it is refused so that a
-    /// malicious key cannot force a known secret.
+    /// A peer key of small order is refused before the multiplication (its output would be
+    /// one of a handful of values whatever our private key), and an all-zero result is refused
+    /// after it, so that a malicious key can never force a known secret.
     public func sharedSecret(with peerPublicKey: Data) throws(SessionError) -> Data {
-        guard peerPublicKey.count == 32,
-            let peer = try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: peerPublicKey),
+        try X25519Point.check(peerPublicKey, as: "the peer's public key")
+        guard let peer = try? Curve25519.KeyAgreement.PublicKey(rawRepresentation: peerPublicKey),
             let secret = try? privateKey.sharedSecretFromKeyAgreement(with: peer)
         else {
-            throw SessionError(.invalidKey, "an X25519 public key must be 32 bytes (got \(peerPublicKey.count))")
+            // BoringSSL refuses an all-zero output itself; the check below covers other backends.
+            throw SessionError(.invalidKey, "the X25519 agreement with the peer's public key gave no secret (low-order point)")
         }
         let bytes = secret.withUnsafeBytes { Data($0) }
         guard bytes.contains(where: { $0 != 0 }) else {
@@ -146,12 +148,13 @@ public struct SignedPrekey: Sendable, Equatable, Codable {
         return writer.bytes
     }
 
-    /// Checks size and signature.
+    /// Checks size, that an X25519 key is not of small order, and the signature.
     public func verify(account: AccountID, device: DeviceID, identity: IdentityPublicKey) throws(SessionError) {
         let expected = kind.isKEM ? KEMKeyPair.publicKeySize : 32
         guard publicKey.count == expected else {
             throw SessionError(.invalidKey, "a \(kind) key must be \(expected) bytes (got \(publicKey.count))")
         }
+        if !kind.isKEM { try X25519Point.check(publicKey, as: "the \(kind) \(id)") }
         guard identity.isValidSignature(signature, for: signedBytes(account: account, device: device)) else {
             throw SessionError(.badSignature, "the \(kind) \(id) of device \(device) is not signed by its account's identity key")
         }
@@ -191,11 +194,9 @@ public struct DeviceAgreementKey: Sendable, Equatable, Codable {
         return writer.bytes
     }
 
-    /// Checks size and signature.
+    /// Checks size, that the key is not of small order, and the signature.
     public func verify(account: AccountID, device: DeviceID, identity: IdentityPublicKey) throws(SessionError) {
-        guard publicKey.count == 32 else {
-            throw SessionError(.invalidKey, "a device agreement key must be 32 bytes (got \(publicKey.count))")
-        }
+        try X25519Point.check(publicKey, as: "the agreement key of device \(device)")
         guard identity.isValidSignature(signature, for: signedBytes(account: account, device: device)) else {
             throw SessionError(.badSignature, "the agreement key of device \(device) is not signed by its account's identity key")
         }

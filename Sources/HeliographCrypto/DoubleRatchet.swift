@@ -1,7 +1,8 @@
 import Crypto
 import Foundation
 
-/// The clear header of a ratchet message: the sender's current ratchet key and counters.
+/// The clear header of a ratchet message: the sender's current ratchet key, counters, and
+/// the message's random salt.
 public struct RatchetHeader: Sendable, Equatable {
     /// The sender's current X25519 ratchet public key.
     public var ratchetKey: Data
@@ -9,12 +10,19 @@ public struct RatchetHeader: Sendable, Equatable {
     public var previousChainLength: UInt32
     /// This message's number in the current sending chain.
     public var messageNumber: UInt32
+    /// 16 fresh random bytes mixed into this message's AES-GCM key and nonce (see
+    /// ``RatchetSession``); empty only in messages of format version 1, which had none.
+    public var salt: Data
+
+    /// The size of ``salt``.
+    static let saltSize = 16
 
     var bytes: Data {
         var writer = ByteWriter()
         writer.appendFixed(ratchetKey)
         writer.append(previousChainLength)
         writer.append(messageNumber)
+        writer.appendFixed(salt)
         return writer.bytes
     }
 }
@@ -31,6 +39,12 @@ public struct RatchetMessage: Sendable, Equatable {
 /// specification: an X25519 DH ratchet, HKDF-SHA-256 root chain, HMAC-SHA-256 symmetric
 /// chains, and AES-256-GCM per message (a suite WebCrypto also has, so a browser client can
 /// speak it).
+///
+/// One addition: every message carries a fresh random salt in its authenticated header, and
+/// its AES-GCM key and nonce are derived from the message key *and* that salt. A sender whose
+/// state was rolled back (an old key file restored after a crash or from a backup) derives
+/// the same message keys again, but never encrypts two messages under the same key and nonce,
+/// which for AES-GCM would reveal the XOR of the plaintexts and the authentication key.
 ///
 /// A value type: decrypting works on a copy that replaces the session only when the message
 /// authenticated, so a tampered or replayed message never changes the state.
@@ -112,8 +126,9 @@ public struct RatchetSession: Sendable, Codable {
         let (messageKey, nextChainKey) = Self.chainStep(chainKey)
         let header = RatchetHeader(
             ratchetKey: sendingRatchetPublicKey,
-            previousChainLength: previousSendCount, messageNumber: sendCount)
-        let ciphertext = try Self.seal(plaintext, messageKey: messageKey, associatedData: associatedData + header.bytes)
+            previousChainLength: previousSendCount, messageNumber: sendCount, salt: .random(count: RatchetHeader.saltSize))
+        let ciphertext = try Self.seal(
+            plaintext, messageKey: messageKey, salt: header.salt, associatedData: associatedData + header.bytes)
         sendingChainKey = nextChainKey
         sendCount += 1
         return RatchetMessage(header: header, ciphertext: ciphertext)
@@ -131,13 +146,16 @@ public struct RatchetSession: Sendable, Codable {
     private mutating func decryptAdvancing(_ message: RatchetMessage) throws(SessionError) -> Data {
         let header = message.header
         guard header.ratchetKey.count == 32 else { throw SessionError(.malformed, "a ratchet key must be 32 bytes") }
+        guard header.salt.isEmpty || header.salt.count == RatchetHeader.saltSize else {
+            throw SessionError(.malformed, "a message salt must be \(RatchetHeader.saltSize) bytes")
+        }
         let associated = associatedData + header.bytes
 
         if let index = skippedKeys.firstIndex(where: {
             $0.ratchetKey == header.ratchetKey && $0.messageNumber == header.messageNumber
         }) {
             let plaintext = try Self.open(
-                message.ciphertext, messageKey: skippedKeys[index].messageKey, associatedData: associated)
+                message.ciphertext, messageKey: skippedKeys[index].messageKey, salt: header.salt, associatedData: associated)
             skippedKeys.remove(at: index)
             pendingSetup = nil
             return plaintext
@@ -156,7 +174,8 @@ public struct RatchetSession: Sendable, Codable {
         try skipMessageKeys(until: header.messageNumber)
         guard let chainKey = receivingChainKey else { throw SessionError(.unknownSession, "the session has no receiving chain") }
         let (messageKey, nextChainKey) = Self.chainStep(chainKey)
-        let plaintext = try Self.open(message.ciphertext, messageKey: messageKey, associatedData: associated)
+        let plaintext = try Self.open(
+            message.ciphertext, messageKey: messageKey, salt: header.salt, associatedData: associated)
         receivingChainKey = nextChainKey
         receiveCount += 1
         pendingSetup = nil
@@ -224,7 +243,10 @@ public struct RatchetSession: Sendable, Codable {
     // MARK: - The KDFs
 
     static let rootInfo = Data("Heliograph_Ratchet_Root_v1".utf8)
-    static let messageKeyInfo = Data("Heliograph_Ratchet_MessageKey_v1".utf8)
+    /// Message-key expansion of format version 1 (no salt), kept to open such messages.
+    static let messageKeyInfoV1 = Data("Heliograph_Ratchet_MessageKey_v1".utf8)
+    /// Message-key expansion with the per-message salt.
+    static let messageKeyInfo = Data("Heliograph_Ratchet_MessageKey_v2".utf8)
 
     /// KDF_RK: HKDF-SHA-256 with the root key as salt and the DH output as input → (root, chain).
     static func rootStep(rootKey: Data, dhOutput: Data) -> (root: Data, chain: Data) {
@@ -243,27 +265,29 @@ public struct RatchetSession: Sendable, Codable {
         )
     }
 
-    /// A message key expands to an AES-256 key and a 96-bit nonce; each message key is used
-    /// once, so the derived nonce never repeats under its key.
-    private static func messageCipher(_ messageKey: Data) -> (key: SymmetricKey, nonce: AES.GCM.Nonce) {
+    /// A message key and the message's salt expand (HKDF-SHA-256, the salt as HKDF salt) to an
+    /// AES-256 key and a 96-bit nonce. A message key is meant to be used once; the salt keeps
+    /// key and nonce fresh even when a rolled-back sender uses it again. An empty salt is the
+    /// expansion of format version 1 (32 zero bytes as HKDF salt), for opening old messages only.
+    static func messageCipher(_ messageKey: Data, salt: Data) -> (key: SymmetricKey, nonce: AES.GCM.Nonce) {
         let output = HKDF<SHA256>.deriveKey(
-            inputKeyMaterial: SymmetricKey(data: messageKey), salt: Data(repeating: 0, count: 32), info: messageKeyInfo,
-            outputByteCount: 44
+            inputKeyMaterial: SymmetricKey(data: messageKey), salt: salt.isEmpty ? Data(repeating: 0, count: 32) : salt,
+            info: salt.isEmpty ? messageKeyInfoV1 : messageKeyInfo, outputByteCount: 44
         ).withUnsafeBytes { Data($0) }
         // The 12-byte slice always forms a valid nonce.
         return (SymmetricKey(data: output.prefix(32)), try! AES.GCM.Nonce(data: output.suffix(12)))
     }
 
-    static func seal(_ plaintext: Data, messageKey: Data, associatedData: Data) throws(SessionError) -> Data {
-        let (key, nonce) = messageCipher(messageKey)
+    static func seal(_ plaintext: Data, messageKey: Data, salt: Data, associatedData: Data) throws(SessionError) -> Data {
+        let (key, nonce) = messageCipher(messageKey, salt: salt)
         guard let box = try? AES.GCM.seal(plaintext, using: key, nonce: nonce, authenticating: associatedData) else {
             throw SessionError(.malformed, "AES-GCM refused to encrypt")
         }
         return box.ciphertext + box.tag
     }
 
-    static func open(_ ciphertext: Data, messageKey: Data, associatedData: Data) throws(SessionError) -> Data {
-        let (key, nonce) = messageCipher(messageKey)
+    static func open(_ ciphertext: Data, messageKey: Data, salt: Data, associatedData: Data) throws(SessionError) -> Data {
+        let (key, nonce) = messageCipher(messageKey, salt: salt)
         guard ciphertext.count >= 16,
             let box = try? AES.GCM.SealedBox(nonce: nonce, ciphertext: ciphertext.dropLast(16), tag: ciphertext.suffix(16)),
             let plaintext = try? AES.GCM.open(box, using: key, authenticating: associatedData)

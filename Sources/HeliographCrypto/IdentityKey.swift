@@ -28,8 +28,12 @@ public struct IdentityKeyPair: Sendable {
     public var publicKey: IdentityPublicKey { IdentityPublicKey(privateKey.publicKey) }
 
     /// Signs a login challenge; see ``LoginProof`` for what exactly is signed.
-    public func signLogin(nonce: Data, challengeID: UUID, deviceName: String) throws -> Data {
-        try privateKey.signature(for: LoginProof.signedBytes(nonce: nonce, challengeID: challengeID, deviceName: deviceName))
+    public func signLogin(
+        nonce: Data, challengeID: UUID, account: AccountID, origin: ServerOrigin, deviceName: String
+    ) throws -> Data {
+        try privateKey.signature(
+            for: LoginProof.signedBytes(
+                nonce: nonce, challengeID: challengeID, account: account, origin: origin, deviceName: deviceName))
     }
 }
 
@@ -39,10 +43,20 @@ public struct IdentityPublicKey: Sendable, Equatable {
 
     fileprivate init(_ key: Curve25519.Signing.PublicKey) { self.key = key }
 
-    /// Parses the raw 32-byte encoding.
+    /// Parses the raw 32-byte encoding: the single gate through which every identity key from
+    /// outside (registration, a server's answer, a key file) enters.
+    ///
+    /// Refuses, besides wrong lengths, non-canonical encodings (y ≥ p, or a sign bit on x = 0)
+    /// and the points of small order (see ``Ed25519Point``): swift-crypto accepts both, and a
+    /// small-order key lets anyone forge its signatures.
     public init(rawBytes: Data) throws(HeliographError) {
-        guard rawBytes.count == 32, let key = try? Curve25519.Signing.PublicKey(rawRepresentation: rawBytes) else {
-            throw HeliographError(.invalidKey, "identity key must be a 32-byte Ed25519 public key (got \(rawBytes.count) bytes)")
+        do {
+            try Ed25519Point.checkPublicKey(rawBytes)
+        } catch {
+            throw HeliographError(.invalidKey, "the identity key \(error.sentence)")
+        }
+        guard let key = try? Curve25519.Signing.PublicKey(rawRepresentation: rawBytes) else {
+            throw HeliographError(.invalidKey, "the identity key must be a 32-byte Ed25519 public key")
         }
         self.key = key
     }
@@ -50,9 +64,21 @@ public struct IdentityPublicKey: Sendable, Equatable {
     /// The raw 32-byte encoding.
     public var rawBytes: Data { key.rawRepresentation }
 
-    /// Whether `signature` is this key's signature over `message`.
+    /// Whether `signature` is this key's signature over `message`, verified strictly.
+    ///
+    /// In order: the signature is 64 bytes; S (the second half) is below the group order L, so a
+    /// signature cannot be turned into a second valid one by adding L; R (the first half) is a
+    /// canonical encoding and not a point of small order, so R is a real commitment and has one
+    /// encoding only; then swift-crypto checks the equation [S]B = R + [k]A. The key A itself
+    /// passed the same encoding checks when it was constructed.
     public func isValidSignature(_ signature: Data, for message: Data) -> Bool {
-        key.isValidSignature(signature, for: message)
+        guard signature.count == 64 else { return false }
+        let r = Data(signature.prefix(32))
+        let s = Data(signature.suffix(32))
+        guard Ed25519Point.isReducedScalar(s), Ed25519Point.isCanonical(r), !Ed25519Point.isSmallOrder(r) else {
+            return false
+        }
+        return key.isValidSignature(signature, for: message)
     }
 
     public static func == (lhs: IdentityPublicKey, rhs: IdentityPublicKey) -> Bool { lhs.rawBytes == rhs.rawBytes }
@@ -61,31 +87,96 @@ public struct IdentityPublicKey: Sendable, Equatable {
 /// The login proof: an identity-key signature over a server nonce.
 ///
 /// What is signed binds the signature to its purpose and context so it cannot be replayed
-/// elsewhere: a fixed domain label, the challenge id, the nonce and the device name.
+/// elsewhere: a fixed domain label, the challenge id and nonce, the account being logged in
+/// to, the origin of the server the client connected to, and the device name as the server
+/// stores it. A signature a malicious server obtains for itself (by relaying another server's
+/// challenge) names the wrong origin; one made for another account sharing the identity key
+/// names the wrong account.
 public enum LoginProof {
     /// Domain separation: a signature made for login can never be mistaken for another kind.
-    static let domain = Data("heliograph-login-v1".utf8)
+    static let label = "heliograph-login-v2"
 
-    /// The exact bytes a device signs to log in.
-    public static func signedBytes(nonce: Data, challengeID: UUID, deviceName: String) -> Data {
-        var bytes = domain
-        bytes.append(0)
-        bytes.append(Data(challengeID.uuidString.lowercased().utf8))
-        bytes.append(0)
-        bytes.append(nonce)
-        bytes.append(Data(deviceName.utf8))
-        return bytes
+    /// The device name as the server stores it: without surrounding whitespace and newlines.
+    /// The signature covers this form, so what is signed is exactly what is shown later.
+    public static func storedDeviceName(_ deviceName: String) -> String {
+        deviceName.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The exact bytes a device signs to log in (length-prefixed fields, see docs/protocol.md).
+    public static func signedBytes(
+        nonce: Data, challengeID: UUID, account: AccountID, origin: ServerOrigin, deviceName: String
+    ) -> Data {
+        var writer = ByteWriter(label: label)
+        writer.append(challengeID)
+        writer.appendField(nonce)
+        writer.append(account.rawValue)
+        writer.appendField(Data(origin.text.utf8))
+        writer.appendField(Data(storedDeviceName(deviceName).utf8))
+        return writer.bytes
     }
 
     /// Checks a login signature against the account's identity key.
+    ///
+    /// `origins` are the origins under which this server is reached (usually one); the
+    /// signature must name one of them.
     public static func verify(
-        signature: Data, identityKey: IdentityPublicKey, nonce: Data, challengeID: UUID, deviceName: String
+        signature: Data, identityKey: IdentityPublicKey, nonce: Data, challengeID: UUID, account: AccountID,
+        origins: [ServerOrigin], deviceName: String
     ) throws(HeliographError) {
-        let message = signedBytes(nonce: nonce, challengeID: challengeID, deviceName: deviceName)
-        guard identityKey.isValidSignature(signature, for: message) else {
-            throw HeliographError(.badSignature, "the login signature does not match the account's identity key")
+        for origin in origins {
+            let message = signedBytes(
+                nonce: nonce, challengeID: challengeID, account: account, origin: origin, deviceName: deviceName)
+            if identityKey.isValidSignature(signature, for: message) { return }
         }
+        throw HeliographError(
+            .badSignature,
+            "the login signature does not match the account's identity key for this account and server "
+                + "(\(origins.map(\.text).joined(separator: ", ")))")
     }
+}
+
+/// A server's origin, `scheme://host:port`, in the one canonical form both sides sign and
+/// compare: lower-case scheme and host, `ws`/`wss` as `http`/`https` (the socket is on the same
+/// server), the port always written out, IPv6 hosts in brackets, no path, query or user.
+public struct ServerOrigin: Sendable, Hashable, CustomStringConvertible {
+    /// The canonical text, such as `https://chat.example.org:443`.
+    public let text: String
+
+    /// The origin of a server base URL (`http(s)://` or `ws(s)://`).
+    public init(url: URL) throws(HeliographError) {
+        guard let rawScheme = url.scheme?.lowercased() else {
+            throw HeliographError(.badRequest, "'\(url.absoluteString)' has no scheme; use http:// or https://")
+        }
+        let scheme: String
+        switch rawScheme {
+        case "http", "ws": scheme = "http"
+        case "https", "wss": scheme = "https"
+        default:
+            throw HeliographError(.badRequest, "'\(url.absoluteString)' is not an http(s) or ws(s) URL")
+        }
+        guard var host = url.host?.lowercased(), !host.isEmpty else {
+            throw HeliographError(.badRequest, "'\(url.absoluteString)' has no host")
+        }
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        // "example.org." and "example.org" name the same host.
+        if host.hasSuffix("."), host.count > 1 { host.removeLast() }
+        if host.contains(":") { host = "[\(host)]" }
+        let port = url.port ?? (scheme == "https" ? 443 : 80)
+        guard (1...65535).contains(port) else {
+            throw HeliographError(.badRequest, "'\(url.absoluteString)' has port \(port), outside 1-65535")
+        }
+        text = "\(scheme)://\(host):\(port)"
+    }
+
+    /// Parses an origin or base URL given as text (a `--public-origin` value).
+    public init(parsing string: String) throws(HeliographError) {
+        guard let url = URL(string: string.trimmingCharacters(in: .whitespaces)) else {
+            throw HeliographError(.badRequest, "'\(string)' is not a URL such as https://chat.example.org")
+        }
+        try self.init(url: url)
+    }
+
+    public var description: String { text }
 }
 
 /// Bearer session tokens: random, shown to the client once, stored only as a hash.

@@ -107,11 +107,11 @@ public enum PQXDH {
         let ephemeral = AgreementKeyPair()
         // The order of the DH outputs is fixed by the specification; both sides must agree.
         var material = Data(repeating: 0xFF, count: 32)
-        material.append(try local.agreement.sharedSecret(with: bundle.signedPrekey.publicKey))
-        material.append(try ephemeral.sharedSecret(with: bundle.agreementKey.publicKey))
-        material.append(try ephemeral.sharedSecret(with: bundle.signedPrekey.publicKey))
+        material.append(try agree(local.agreement, bundle.signedPrekey.publicKey, "DH1"))
+        material.append(try agree(ephemeral, bundle.agreementKey.publicKey, "DH2"))
+        material.append(try agree(ephemeral, bundle.signedPrekey.publicKey, "DH3"))
         if let oneTime = bundle.oneTimePrekey {
-            material.append(try ephemeral.sharedSecret(with: oneTime.publicKey))
+            material.append(try agree(ephemeral, oneTime.publicKey, "DH4"))
         }
         let encapsulation = try KEMKeyPair.encapsulate(to: bundle.kemPrekey.publicKey)
         material.append(encapsulation.secret)
@@ -158,11 +158,11 @@ public enum PQXDH {
             throw SessionError(.unknownPrekey, "the one-time prekey named by the setup message is not available")
         }
         var material = Data(repeating: 0xFF, count: 32)
-        material.append(try prekeys.signedPrekey.sharedSecret(with: header.initiatorAgreementKey.publicKey))
-        material.append(try local.agreement.sharedSecret(with: header.baseKey))
-        material.append(try prekeys.signedPrekey.sharedSecret(with: header.baseKey))
+        material.append(try agree(prekeys.signedPrekey, header.initiatorAgreementKey.publicKey, "DH1"))
+        material.append(try agree(local.agreement, header.baseKey, "DH2"))
+        material.append(try agree(prekeys.signedPrekey, header.baseKey, "DH3"))
         if let oneTime = prekeys.oneTimePrekey {
-            material.append(try oneTime.sharedSecret(with: header.baseKey))
+            material.append(try agree(oneTime, header.baseKey, "DH4"))
         }
         material.append(try prekeys.kemPrekey.decapsulate(header.kemCiphertext))
         return (
@@ -171,6 +171,16 @@ public enum PQXDH {
                 initiator: (remoteAccount, remoteDevice, remoteIdentity, header.initiatorAgreementKey.publicKey),
                 responder: (local.account, local.device, local.identity.publicKey, local.agreement.publicKeyBytes))
         )
+    }
+
+    /// One Diffie-Hellman of the setup. An all-zero output means a peer key of small order got
+    /// this far: the setup is refused rather than mixing a secret everyone can compute.
+    private static func agree(_ pair: AgreementKeyPair, _ publicKey: Data, _ name: String) throws(SessionError) -> Data {
+        let secret = try pair.sharedSecret(with: publicKey)
+        guard secret.contains(where: { $0 != 0 }) else {
+            throw SessionError(.invalidKey, "\(name) of the session setup gave an all-zero shared secret")
+        }
+        return secret
     }
 
     private static func deriveSecret(_ material: Data) -> Data {

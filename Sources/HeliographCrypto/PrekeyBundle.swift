@@ -56,7 +56,8 @@ public enum PrekeyBundleVerification: Sendable {
 
 /// Checks bundles against an account's identity key.
 public enum PrekeyBundleVerifier {
-    /// Verifies the agreement key and each prekey: signature, kind and size.
+    /// Verifies the agreement key and each prekey: signature, kind and size, and that no X25519
+    /// key is a point of small order (see ``X25519Point``).
     public static func verify(_ bundle: UnverifiedPrekeyBundle, identity: IdentityPublicKey) -> PrekeyBundleVerification {
         do {
             try bundle.agreementKey.verify(account: bundle.account, device: bundle.device, identity: identity)

@@ -3,8 +3,10 @@ import Foundation
 /// The payload of an end-to-end encrypted envelope, as the server stores and forwards it
 /// without being able to read it.
 ///
-/// Layout: the byte 0xE2, a version byte (1), a type byte (1 = message, 2 = message with
-/// session setup), the setup header when present, the ratchet header, and the ciphertext.
+/// Layout: the byte 0xE2, a version byte (2), a type byte (1 = message, 2 = message with
+/// session setup), the setup header when present, the ratchet header (ratchet key, previous
+/// chain length, message number, 16-byte salt), and the ciphertext. Version 1, whose ratchet
+/// header had no salt, is still read (messages sent before the salt existed) but never written.
 public enum SealedMessage: Sendable, Equatable {
     /// A message of an established session.
     case message(RatchetMessage)
@@ -12,7 +14,10 @@ public enum SealedMessage: Sendable, Equatable {
     case setup(PrekeyHeader, RatchetMessage)
 
     static let marker: UInt8 = 0xE2
-    static let version: UInt8 = 1
+    /// The version written.
+    static let version: UInt8 = 2
+    /// The version without a per-message salt, still read.
+    static let unsaltedVersion: UInt8 = 1
 
     /// The ratchet message inside.
     public var ratchetMessage: RatchetMessage {
@@ -25,7 +30,8 @@ public enum SealedMessage: Sendable, Equatable {
     public var bytes: Data {
         var writer = ByteWriter()
         writer.append(Self.marker)
-        writer.append(Self.version)
+        // Only a message parsed from version 1 has no salt; it is written back as it came.
+        writer.append(ratchetMessage.header.salt.isEmpty ? Self.unsaltedVersion : Self.version)
         switch self {
         case .message(let message):
             writer.append(UInt8(1))
@@ -53,28 +59,31 @@ public enum SealedMessage: Sendable, Equatable {
             throw SessionError(.malformed, "the payload is not an end-to-end encrypted message")
         }
         let version = try reader.readByte()
-        guard version == Self.version else {
-            throw SessionError(.malformed, "message format version \(version) is not supported (this client speaks 1)")
+        guard version == Self.version || version == Self.unsaltedVersion else {
+            throw SessionError(
+                .malformed, "message format version \(version) is not supported (this client speaks \(Self.version))")
         }
+        let salted = version == Self.version
         let type = try reader.readByte()
         switch type {
         case 1:
-            self = .message(try Self.readMessage(&reader))
+            self = .message(try Self.readMessage(&reader, salted: salted))
         case 2:
             let header = try PrekeyHeader.read(from: &reader)
-            self = .setup(header, try Self.readMessage(&reader))
+            self = .setup(header, try Self.readMessage(&reader, salted: salted))
         default:
             throw SessionError(.malformed, "unknown message type \(type)")
         }
         try reader.requireEnd()
     }
 
-    private static func readMessage(_ reader: inout ByteReader) throws(SessionError) -> RatchetMessage {
+    private static func readMessage(_ reader: inout ByteReader, salted: Bool) throws(SessionError) -> RatchetMessage {
         let ratchetKey = try reader.readData(32)
         let previous = try reader.readUInt32()
         let number = try reader.readUInt32()
+        let salt = salted ? try reader.readData(RatchetHeader.saltSize) : Data()
         return RatchetMessage(
-            header: RatchetHeader(ratchetKey: ratchetKey, previousChainLength: previous, messageNumber: number),
+            header: RatchetHeader(ratchetKey: ratchetKey, previousChainLength: previous, messageNumber: number, salt: salt),
             ciphertext: try reader.readField())
     }
 }

@@ -7,6 +7,10 @@ public struct ServerConfiguration: Sendable {
     public var host: String = "127.0.0.1"
     /// The TCP port; 0 picks a free one (tests).
     public var port: Int = 8080
+    /// The origin clients use to reach this server (`https://chat.example.org`), which every
+    /// login proof must name. Without it the origin is derived from `host` and the bound port
+    /// (see ``PublicOrigins``); a server behind a proxy or TLS terminator needs it set.
+    public var publicOrigin: ServerOrigin?
     /// The largest WebSocket frame or HTTP body accepted, in bytes.
     public var maxFrameBytes: Int = 256 * 1024
     /// The largest envelope payload accepted, in bytes (before base64).

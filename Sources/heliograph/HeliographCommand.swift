@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import HeliographCore
+import HeliographCrypto
 import HeliographServer
 import HeliographStore
 import HeliographStorePostgres
@@ -126,6 +127,14 @@ extension HeliographCommand {
         @Option(help: "TCP port; 0 picks a free one. (env: HELIOGRAPH_PORT; default: 8080)")
         var port: Int?
 
+        @Option(
+            help: """
+                The URL clients use to reach this server, such as https://chat.example.org; login proofs \
+                must name it. (env: HELIOGRAPH_PUBLIC_ORIGIN; default: http://HOST:PORT, plus the loopback \
+                names when listening on loopback or all addresses)
+                """)
+        var publicOrigin: String?
+
         @Option(help: "Largest WebSocket frame or HTTP body, in bytes. (env: HELIOGRAPH_MAX_FRAME_BYTES; default: 262144)")
         var maxFrameBytes: Int?
 
@@ -197,6 +206,13 @@ extension HeliographCommand {
             if let port = try value(port, "HELIOGRAPH_PORT") {
                 guard (0...65535).contains(port) else { throw ValidationError("port must be 0-65535") }
                 configuration.port = port
+            }
+            if let origin = publicOrigin ?? environment["HELIOGRAPH_PUBLIC_ORIGIN"], !origin.isEmpty {
+                do {
+                    configuration.publicOrigin = try ServerOrigin(parsing: origin)
+                } catch {
+                    throw ValidationError("--public-origin: \(error.message)")
+                }
             }
             if let bytes = try value(maxFrameBytes, "HELIOGRAPH_MAX_FRAME_BYTES") {
                 guard bytes >= 1024 else { throw ValidationError("max frame size must be at least 1024 bytes") }

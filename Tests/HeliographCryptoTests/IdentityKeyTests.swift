@@ -22,32 +22,36 @@ struct IdentityKeyTests {
         #expect(!key.isValidSignature(expectedSignature, for: Data([0])))
     }
 
-    @Test("a login proof verifies only for its nonce, challenge, device name and key")
+    @Test("a login proof verifies only for its nonce, challenge, account, origin, device name and key")
     func loginProof() throws {
         let pair = IdentityKeyPair()
         let other = IdentityKeyPair()
         let nonce = SessionToken.randomNonce()
         let challenge = UUID()
-        let signature = try pair.signLogin(nonce: nonce, challengeID: challenge, deviceName: "laptop")
-        try LoginProof.verify(
-            signature: signature, identityKey: pair.publicKey, nonce: nonce, challengeID: challenge, deviceName: "laptop")
+        let account = AccountID.random()
+        let origin = try ServerOrigin(parsing: "https://chat.example.org")
+        let signature = try pair.signLogin(
+            nonce: nonce, challengeID: challenge, account: account, origin: origin, deviceName: "laptop")
+        func verify(
+            key: IdentityPublicKey? = nil, nonce: Data? = nil, challengeID: UUID? = nil, account: AccountID? = nil,
+            origins: [ServerOrigin]? = nil, deviceName: String = "laptop"
+        ) throws {
+            try LoginProof.verify(
+                signature: signature, identityKey: key ?? pair.publicKey, nonce: nonce ?? SessionToken.randomNonce(),
+                challengeID: challengeID ?? challenge, account: account ?? AccountID.random(), origins: origins ?? [origin],
+                deviceName: deviceName)
+        }
+        try verify(nonce: nonce, account: account)
+        // The name is signed as the server stores it, so surrounding spaces make no difference.
+        try verify(nonce: nonce, account: account, deviceName: "  laptop\n")
         let bad = HeliographError(.badSignature, "")
+        #expect(throws: bad) { try verify(key: other.publicKey, nonce: nonce, account: account) }
+        #expect(throws: bad) { try verify(account: account) }
+        #expect(throws: bad) { try verify(nonce: nonce, challengeID: UUID(), account: account) }
+        #expect(throws: bad) { try verify(nonce: nonce, account: account, deviceName: "phone") }
+        #expect(throws: bad) { try verify(nonce: nonce) }
         #expect(throws: bad) {
-            try LoginProof.verify(
-                signature: signature, identityKey: other.publicKey, nonce: nonce, challengeID: challenge, deviceName: "laptop")
-        }
-        #expect(throws: bad) {
-            try LoginProof.verify(
-                signature: signature, identityKey: pair.publicKey, nonce: SessionToken.randomNonce(), challengeID: challenge,
-                deviceName: "laptop")
-        }
-        #expect(throws: bad) {
-            try LoginProof.verify(
-                signature: signature, identityKey: pair.publicKey, nonce: nonce, challengeID: UUID(), deviceName: "laptop")
-        }
-        #expect(throws: bad) {
-            try LoginProof.verify(
-                signature: signature, identityKey: pair.publicKey, nonce: nonce, challengeID: challenge, deviceName: "phone")
+            try verify(nonce: nonce, account: account, origins: [try ServerOrigin(parsing: "https://chat.example.net")])
         }
     }
 

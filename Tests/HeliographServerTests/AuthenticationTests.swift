@@ -76,19 +76,23 @@ struct AuthenticationTests {
         try await TestServer.run(clock: clock) { server in
             let identity = IdentityKeyPair()
             let socket = try await server.connect()
-            _ = try await socket.request(
+            let carol = try await socket.request(
                 .register, RegisterRequest(username: "carol", identityKey: identity.publicKey.rawBytes), as: AccountInfo.self)
+            let origin = try ServerOrigin(url: server.url)
 
             let challenge = try await socket.request(.challenge, ChallengeRequest(username: "carol"), as: ChallengeResponse.self)
             let forged = try IdentityKeyPair().signLogin(
-                nonce: challenge.nonce, challengeID: challenge.challengeId, deviceName: "x")
+                nonce: challenge.nonce, challengeID: challenge.challengeId, account: carol.accountId, origin: origin,
+                deviceName: "x")
             await #expect(throws: HeliographError(.badSignature, "")) {
                 _ = try await socket.request(
                     .login, LoginRequest(challengeId: challenge.challengeId, deviceName: "x", signature: forged),
                     as: LoginResponse.self)
             }
             // The challenge was spent by the failed attempt.
-            let genuine = try identity.signLogin(nonce: challenge.nonce, challengeID: challenge.challengeId, deviceName: "x")
+            let genuine = try identity.signLogin(
+                nonce: challenge.nonce, challengeID: challenge.challengeId, account: carol.accountId, origin: origin,
+                deviceName: "x")
             await #expect(throws: HeliographError(.challengeExpired, "")) {
                 _ = try await socket.request(
                     .login, LoginRequest(challengeId: challenge.challengeId, deviceName: "x", signature: genuine),
@@ -97,7 +101,8 @@ struct AuthenticationTests {
             // An answer after the challenge lifetime is refused.
             let late = try await socket.request(.challenge, ChallengeRequest(username: "carol"), as: ChallengeResponse.self)
             clock.advance(by: 301)
-            let lateSignature = try identity.signLogin(nonce: late.nonce, challengeID: late.challengeId, deviceName: "x")
+            let lateSignature = try identity.signLogin(
+                nonce: late.nonce, challengeID: late.challengeId, account: carol.accountId, origin: origin, deviceName: "x")
             await #expect(throws: HeliographError(.challengeExpired, "")) {
                 _ = try await socket.request(
                     .login, LoginRequest(challengeId: late.challengeId, deviceName: "x", signature: lateSignature),
@@ -105,7 +110,8 @@ struct AuthenticationTests {
             }
             // A fresh challenge answered in time works.
             let fresh = try await socket.request(.challenge, ChallengeRequest(username: "carol"), as: ChallengeResponse.self)
-            let signature = try identity.signLogin(nonce: fresh.nonce, challengeID: fresh.challengeId, deviceName: "x")
+            let signature = try identity.signLogin(
+                nonce: fresh.nonce, challengeID: fresh.challengeId, account: carol.accountId, origin: origin, deviceName: "x")
             let session = try await socket.request(
                 .login, LoginRequest(challengeId: fresh.challengeId, deviceName: "x", signature: signature),
                 as: LoginResponse.self)

@@ -28,7 +28,10 @@ struct HTTPTests {
 
             let challenge = try await server.http(.post, "/v1/auth/challenge", json: #"{"username":"erin_e"}"#)
                 .decode(ChallengeResponse.self)
-            let signature = try identity.signLogin(nonce: challenge.nonce, challengeID: challenge.challengeId, deviceName: "web")
+            let signature = try identity.signLogin(
+                nonce: challenge.nonce, challengeID: challenge.challengeId,
+                account: try created.decode(AccountInfo.self).accountId, origin: try ServerOrigin(url: server.url),
+                deviceName: "web")
             let login = try await server.http(
                 .post, "/v1/auth/login",
                 json:
