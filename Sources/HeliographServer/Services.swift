@@ -379,16 +379,14 @@ public struct MessageService: Sendable {
     /// starts and that highest number (`lastSequence`).
     func resume(after: Int64?, for device: AuthenticatedDevice) async throws -> (start: Int64, lastSequence: Int64) {
         let after = after ?? 0
-        guard after >= 0 else {
-            throw HeliographError(.badRequest, "'after' must not be negative, not \(after)")
-        }
         // Sequence numbers only grow, so a value checked here stays valid for the acknowledgement.
         let lastSequence = try await storage.inbox.lastSequence(of: device.deviceID)
-        guard after <= lastSequence else {
+        // The same range as an `ack`: 0 up to the highest number assigned.
+        guard (0...lastSequence).contains(after) else {
             throw HeliographError(
                 .ackOutOfRange,
-                "'after' is \(after), but the highest sequence number assigned to this device is \(lastSequence); "
-                    + "nothing was acknowledged and the socket is not authenticated")
+                "'after' is \(after), but it must be 0 to \(lastSequence), the highest sequence number assigned to this "
+                    + "device; nothing was acknowledged and the socket is not authenticated")
         }
         if after > 0 {
             _ = try await storage.inbox.acknowledge(device.deviceID, through: after)

@@ -276,7 +276,7 @@ struct ProtocolTwinTests {
                 #expect(message.contains("'after'") && message.contains("3"))
                 let negative = try await socket.request("authenticate", #"{"token":"\#(bob.token)","after":-1}"#)
                 #expect(negative.status == 400)
-                #expect(negative.code == "bad_request")
+                #expect(negative.code == "ack_out_of_range")
                 // The socket is still unauthenticated...
                 let refused = try await socket.request("fetchInbox", "{}")
                 #expect(refused.status == 401)
