@@ -67,7 +67,9 @@ public final class HeliographConnection: Sendable {
                         }
                     }
                     connection.finish(
-                        ConnectionClosed(reason: closeFrame?.reason.map { HeliographError(.shuttingDown, $0) }))
+                        ConnectionClosed(
+                            reason: closeFrame?.reason.map { HeliographError(.shuttingDown, $0) },
+                            code: closeFrame.map { UInt16(webSocketErrorCode: $0.closeCode) }))
                 } catch {
                     openedOnce.withLock { $0.take() }?.resume(throwing: ConnectionFailed(url: url, underlying: error))
                     connection.finish(ConnectionClosed(reason: nil))
@@ -210,7 +212,7 @@ public final class HeliographConnection: Sendable {
     private func finish(_ closed: ConnectionClosed) {
         let waiting = state.withLock { state -> [CheckedContinuation<Data, any Error>] in
             if state.closed == nil {
-                state.closed = ConnectionClosed(reason: state.closeReason ?? closed.reason)
+                state.closed = ConnectionClosed(reason: state.closeReason ?? closed.reason, code: closed.code)
             }
             defer { state.pending.removeAll() }
             return Array(state.pending.values)
@@ -222,12 +224,17 @@ public final class HeliographConnection: Sendable {
 
     /// Why the socket closed, if the server said.
     public var closeReason: HeliographError? { state.withLock { $0.closed?.reason } }
+
+    /// The WebSocket close code the server closed with (RFC 6455 section 7.4), if it sent one.
+    public var closeCode: UInt16? { state.withLock { $0.closed?.code } }
 }
 
 /// The socket closed; waiting requests fail with this. `reason` is the server's explanation, if any.
 public struct ConnectionClosed: Error, CustomStringConvertible {
     /// What the server said before closing (revoked, shutting down), if anything.
     public var reason: HeliographError?
+    /// The server's WebSocket close code (1001 going away, 1008 policy violation, …), if any.
+    public var code: UInt16? = nil
     public var description: String {
         reason.map { "connection closed: \($0.message)" } ?? "connection closed"
     }

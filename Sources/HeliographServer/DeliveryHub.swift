@@ -11,11 +11,11 @@ import Synchronization
 /// loop that finds exactly the next sequence numbers in its mailbox pushes them without reading
 /// the store again, and falls back to the store on any gap.
 public final class DeliveryHub: Sendable {
-    /// One connected socket's hooks.
+    /// One connected socket's hooks. (Closing a revoked device's sockets is the
+    /// ``RevocationRegistry``'s job: it knows every socket, receiving or not.)
     struct Listener: Sendable {
         let wake: AsyncStream<Void>.Continuation
         let mailbox: Mailbox
-        let disconnect: @Sendable (HeliographError) -> Void
     }
 
     /// Committed envelopes handed to one socket's delivery loop, bounded: past the bound the
@@ -68,14 +68,12 @@ public final class DeliveryHub: Sendable {
     ///
     /// The stream holds at most one pending wake-up: several sends while the loop is busy
     /// collapse into one read of the inbox.
-    func register(
-        _ device: DeviceID, disconnect: @escaping @Sendable (HeliographError) -> Void
-    ) -> (id: UInt64, wakeups: AsyncStream<Void>, mailbox: Mailbox) {
+    func register(_ device: DeviceID) -> (id: UInt64, wakeups: AsyncStream<Void>, mailbox: Mailbox) {
         let (stream, continuation) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
         let mailbox = Mailbox()
         listeners.withLock {
-            $0[device, default: [:]][id] = Listener(wake: continuation, mailbox: mailbox, disconnect: disconnect)
+            $0[device, default: [:]][id] = Listener(wake: continuation, mailbox: mailbox)
         }
         // Start with one wake-up so the loop delivers what waited while the device was offline.
         continuation.yield()
@@ -117,12 +115,6 @@ public final class DeliveryHub: Sendable {
             listener.mailbox.markNeedsRead()
             listener.wake.yield()
         }
-    }
-
-    /// Closes every socket of a device, telling it why (revocation).
-    public func disconnect(_ device: DeviceID, because reason: HeliographError) {
-        let targets = listeners.withLock { $0[device]?.values.map(\.disconnect) ?? [] }
-        for disconnect in targets { disconnect(reason) }
     }
 
     /// Devices with at least one socket on this node.

@@ -21,6 +21,9 @@ struct SocketGateway: Sendable {
     let configuration: ServerConfiguration
     let clock: any WallClock
     let sockets: SocketRegistry
+    /// Every authenticated socket joins it, so a revocation closes the socket wherever it is
+    /// heard (see ``RevocationRegistry``), whether the socket receives or not.
+    let revocations: RevocationRegistry
 
     /// How many envelopes one inbox read returns.
     static let deliveryBatch = 256
@@ -31,13 +34,31 @@ struct SocketGateway: Sendable {
     private final class SocketStateBox: Sendable {
         let mutex = Mutex(SocketState())
         func withLock<T: Sendable>(_ body: (inout SocketState) -> T) -> T { mutex.withLock { body(&$0) } }
+
+        /// Records why the socket must close; returns whether to close now (no request in
+        /// flight) or leave it to the inbound loop once the request in flight is answered.
+        /// A revocation is never replaced by a later reason.
+        func scheduleClose(_ reason: HeliographError, code: WebSocketErrorCode, revoked: Bool = false) -> Bool {
+            withLock { state in
+                guard !state.revoked else { return false }
+                state.revoked = revoked
+                state.closeReason = reason
+                state.closeCode = code
+                return !state.requestInFlight
+            }
+        }
     }
 
     private struct SocketState {
         var device: AuthenticatedDevice?
         var registration: UInt64?
+        /// The socket's id in the revocation registry, once authenticated.
+        var revocation: UInt64?
+        /// The device was revoked: every later frame is refused, and the socket closes.
+        var revoked = false
         var requestInFlight = false
         var closeReason: HeliographError?
+        var closeCode = WebSocketErrorCode.goingAway
         var closed = false
     }
 
@@ -59,11 +80,7 @@ struct SocketGateway: Sendable {
 
         /// Closes now, or after the request in flight has been answered.
         @Sendable func closeWhenIdle(_ reason: HeliographError) async {
-            let closeNow = state.withLock { state -> Bool in
-                state.closeReason = reason
-                return !state.requestInFlight
-            }
-            if closeNow { await close(reason, code: .goingAway) }
+            if state.scheduleClose(reason, code: .goingAway) { await close(reason, code: .goingAway) }
         }
 
         let socketID = await sockets.add { reason in await closeWhenIdle(reason) }
@@ -82,13 +99,14 @@ struct SocketGateway: Sendable {
                         await handleFrame(
                             Data(text.utf8), state: state, dispatcher: dispatcher, outbound: outbound, logger: logger,
                             close: close, group: &group)
-                        // A shutdown that arrived during the request waited for it; close now.
-                        let pending = state.withLock { state -> HeliographError? in
+                        // A shutdown or revocation that arrived during the request waited for it;
+                        // close now.
+                        let pending = state.withLock { state -> (HeliographError, WebSocketErrorCode)? in
                             state.requestInFlight = false
-                            return state.closeReason
+                            return state.closeReason.map { ($0, state.closeCode) }
                         }
-                        if let pending {
-                            await close(pending, code: .goingAway)
+                        if let (reason, code) = pending {
+                            await close(reason, code: code)
                         }
                     }
                 } catch {
@@ -103,6 +121,7 @@ struct SocketGateway: Sendable {
                 hub.unregister(device, id: id)
                 metrics.recordConnectedDevices(hub.connectedDeviceCount)
             }
+            if let revocation = state.withLock({ $0.revocation }) { revocations.remove(revocation) }
         } onGracefulShutdown: {
             // Normally the drain (SocketRegistry) has already told this socket; this covers
             // hosts that stop the server without draining first.
@@ -123,7 +142,7 @@ struct SocketGateway: Sendable {
             try? await outbound.write(.text(Self.errorFrame(error)))
             return
         }
-        let caller = state.withLock { $0.device }
+        let (caller, revoked) = state.withLock { ($0.device, $0.revoked) }
         switch head.type {
         case .ack:
             guard let seq = head.seq else {
@@ -133,6 +152,10 @@ struct SocketGateway: Sendable {
             guard let caller else {
                 try? await outbound.write(
                     .text(Self.errorFrame(HeliographError(.unauthenticated, "authenticate before acknowledging"))))
+                return
+            }
+            guard !revoked, !revocations.isRevoked(caller.deviceID) else {
+                try? await outbound.write(.text(Self.errorFrame(RevocationRegistry.revokedError)))
                 return
             }
             do {
@@ -152,6 +175,12 @@ struct SocketGateway: Sendable {
             guard let name = head.method, let method = APIMethod(rawValue: name) else {
                 let error = HeliographError(.unknownMethod, "unknown method '\(head.method ?? "")'")
                 try? await outbound.write(.text(Self.errorResponse(id: id, error)))
+                return
+            }
+            // A frame that slipped in while a revoked socket closes is answered, never executed
+            // (requests of a live socket are checked again in `checkStillValid`).
+            guard !revoked else {
+                try? await outbound.write(.text(Self.errorResponse(id: id, RevocationRegistry.revokedError)))
                 return
             }
             do {
@@ -180,20 +209,51 @@ struct SocketGateway: Sendable {
         guard state.withLock({ $0.device }) == nil else {
             throw HeliographError(.badRequest, "this socket is already authenticated")
         }
+        // Noted before the store read: a revocation heard after this point may be one that read
+        // did not see yet, and the registry then tells (see RevocationState).
+        let checked = revocations.generation
         let device = try await services.auth.authenticate(token: request.token)
-        // Checks `after` before acknowledging anything: a refused authenticate changes nothing.
-        let (start, lastSequence) = try await services.messages.resume(after: request.after, for: device)
-        guard request.receive ?? true else {
-            state.withLock { $0.device = device }
-            return try Self.sessionResponse(id: id, device: device, lastSequence: lastSequence)
+        // Every authenticated socket joins, receiving or not: from here on a revocation heard on
+        // this node closes it with 1008 once its request in flight (this one, now) is answered.
+        let (revocation, admission) = revocations.admit(device.deviceID, checkedAt: checked) { reason in
+            if state.scheduleClose(reason, code: .policyViolation, revoked: true) {
+                Task { await close(reason, .policyViolation) }
+            }
         }
-        let (registration, wakeups, mailbox) = hub.register(device.deviceID) { reason in
-            Task { await close(reason, .policyViolation) }
+        let resumed: (start: Int64, lastSequence: Int64)
+        do {
+            switch admission {
+            case .active:
+                break
+            case .revoked:
+                throw RevocationRegistry.revokedError
+            case .recheck:
+                // The change feed had a gap since the read: read the device once more.
+                if try await !storage.devices.revokedDevices(among: [device.deviceID]).isEmpty {
+                    revocations.remove(revocation)
+                    // Its other sockets on this node may have missed it too.
+                    revocations.revoke([device.deviceID])
+                    throw RevocationRegistry.revokedError
+                }
+            }
+            // Checks `after` before acknowledging anything: a refused authenticate changes nothing.
+            resumed = try await services.messages.resume(after: request.after, for: device)
+            // Revoked while this request ran: refuse it (the socket closes after this answer).
+            guard !state.withLock({ $0.revoked }) else { throw RevocationRegistry.revokedError }
+        } catch {
+            revocations.remove(revocation)
+            throw error
         }
+        let (start, lastSequence) = resumed
         state.withLock {
             $0.device = device
-            $0.registration = registration
+            $0.revocation = revocation
         }
+        guard request.receive ?? true else {
+            return try Self.sessionResponse(id: id, device: device, lastSequence: lastSequence)
+        }
+        let (registration, wakeups, mailbox) = hub.register(device.deviceID)
+        state.withLock { $0.registration = registration }
         metrics.recordConnectedDevices(hub.connectedDeviceCount)
         group.addTask {
             await deliver(
