@@ -31,10 +31,40 @@ public struct ServerConfiguration: Sendable {
     public var pairSendRate: Double = 20
     /// Sends from one account to one recipient in a burst.
     public var pairSendBurst: Double = 100
-    /// Account registrations and logins per second, server-wide; 0 disables the limit.
-    public var authRate: Double = 50
-    /// Registrations and logins in a burst, server-wide.
-    public var authBurst: Double = 500
+    /// Registrations, and login attempts, per second server-wide: a ceiling that protects the
+    /// server, far above what one client may use; 0 disables it.
+    public var authRate: Double = 100
+    /// Registrations, and login attempts, in a burst, server-wide.
+    public var authBurst: Double = 1000
+    /// Registrations per second from one client address (IPv6: one /64); 0 disables the limit.
+    public var registerAddressRate: Double = 1.0 / 30
+    /// Registrations from one client address in a burst.
+    public var registerAddressBurst: Double = 20
+    /// Login challenges per second from one client address, and as many logins; 0 disables the limit.
+    public var loginAddressRate: Double = 0.5
+    /// Login challenges (and logins) from one client address in a burst.
+    public var loginAddressBurst: Double = 30
+    /// Login challenges per second for one account, and as many logins; 0 disables the limit.
+    public var loginAccountRate: Double = 0.1
+    /// Login challenges (and logins) for one account in a burst.
+    public var loginAccountBurst: Double = 10
+    /// `fetchKeys` calls per second by one account; 0 disables the limit.
+    public var fetchKeysAccountRate: Double = 0.1
+    /// `fetchKeys` calls by one account in a burst.
+    public var fetchKeysAccountBurst: Double = 30
+    /// Prekey bundles per second handed out for one device (each takes its one-time prekeys);
+    /// 0 disables the limit.
+    public var fetchKeysDeviceRate: Double = 1.0 / 60
+    /// Prekey bundles handed out for one device in a burst.
+    public var fetchKeysDeviceBurst: Double = 10
+    /// Whether the client address is the last entry of `X-Forwarded-For` instead of the TCP
+    /// peer. Only for servers reachable solely through a proxy that appends it (docs/operations.md).
+    public var trustForwardedFor: Bool = false
+    /// A separate listener for `GET /metrics`; when set, the main port does not serve metrics.
+    public var metricsAddress: MetricsAddress?
+    /// A bearer token `GET /metrics` requires. Without a token or a metrics address, metrics
+    /// are answered only to loopback peers on the main port.
+    public var metricsToken: String?
     /// How long a shutting-down server waits for in-flight requests before closing sockets.
     public var shutdownGrace: Duration = .seconds(5)
     /// The key that seals the franking keys in the database; it is never stored there. Without
@@ -48,4 +78,31 @@ public struct ServerConfiguration: Sendable {
 
     /// The defaults.
     public init() {}
+}
+
+/// `HOST:PORT` of the metrics listener (`[::1]:9090` for IPv6).
+public struct MetricsAddress: Sendable, Equatable, CustomStringConvertible {
+    /// The address to bind.
+    public var host: String
+    /// The port; 0 picks a free one (tests).
+    public var port: Int
+
+    /// An address.
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    /// Parses `HOST:PORT`, or nil when the text is not one.
+    public init?(parsing text: String) {
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (0...65535).contains(port)
+        else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        self.init(host: host, port: port)
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }

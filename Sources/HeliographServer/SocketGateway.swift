@@ -62,10 +62,12 @@ struct SocketGateway: Sendable {
         var closed = false
     }
 
-    /// Serves one upgraded socket until either side closes it.
-    func serve(inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, logger: Logger) async {
+    /// Serves one upgraded socket from `client` until either side closes it.
+    func serve(
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, client: ClientAddress, logger: Logger
+    ) async {
         let state = SocketStateBox()
-        let dispatcher = APIDispatcher(services: services)
+        let dispatcher = APIDispatcher(services: services, client: client)
 
         /// Sends the reason as an error frame, then closes; once only.
         @Sendable func close(_ reason: HeliographError, code: WebSocketErrorCode) async {

@@ -157,8 +157,105 @@ extension HeliographCommand {
         var pairSendRate: Double?
 
         @Option(
-            help: "Registrations and logins per second, server-wide, 0 for no limit. (env: HELIOGRAPH_AUTH_RATE; default: 50)")
+            help: """
+                Registrations and logins per second, server-wide (the ceiling above the per-address and \
+                per-account limits); 0 turns every registration and login limit off, for load tests. \
+                (env: HELIOGRAPH_AUTH_RATE; default: 100, burst 1000)
+                """)
         var authRate: Double?
+
+        @Option(
+            help: """
+                Registrations per second from one client address, 0 for no limit. \
+                (env: HELIOGRAPH_REGISTER_ADDRESS_RATE; default: 0.0333, one per 30 s)
+                """)
+        var registerAddressRate: Double?
+
+        @Option(
+            help: """
+                Registrations from one client address in a burst. \
+                (env: HELIOGRAPH_REGISTER_ADDRESS_BURST; default: 20)
+                """)
+        var registerAddressBurst: Double?
+
+        @Option(
+            help: """
+                Login challenges (and as many logins) per second from one client address, 0 for no limit. \
+                (env: HELIOGRAPH_LOGIN_ADDRESS_RATE; default: 0.5)
+                """)
+        var loginAddressRate: Double?
+
+        @Option(
+            help: """
+                Login challenges (and logins) from one client address in a burst. \
+                (env: HELIOGRAPH_LOGIN_ADDRESS_BURST; default: 30)
+                """)
+        var loginAddressBurst: Double?
+
+        @Option(
+            help: """
+                Login challenges (and as many logins) per second for one account, 0 for no limit. \
+                (env: HELIOGRAPH_LOGIN_ACCOUNT_RATE; default: 0.1)
+                """)
+        var loginAccountRate: Double?
+
+        @Option(
+            help: """
+                Login challenges (and logins) for one account in a burst. \
+                (env: HELIOGRAPH_LOGIN_ACCOUNT_BURST; default: 10)
+                """)
+        var loginAccountBurst: Double?
+
+        @Option(
+            help: """
+                fetchKeys calls per second by one account, 0 for no limit. \
+                (env: HELIOGRAPH_FETCH_KEYS_ACCOUNT_RATE; default: 0.1)
+                """)
+        var fetchKeysAccountRate: Double?
+
+        @Option(
+            help: """
+                fetchKeys calls by one account in a burst. \
+                (env: HELIOGRAPH_FETCH_KEYS_ACCOUNT_BURST; default: 30)
+                """)
+        var fetchKeysAccountBurst: Double?
+
+        @Option(
+            help: """
+                Prekey bundles per second handed out for one device, 0 for no limit. \
+                (env: HELIOGRAPH_FETCH_KEYS_DEVICE_RATE; default: 0.0167, one per minute)
+                """)
+        var fetchKeysDeviceRate: Double?
+
+        @Option(
+            help: """
+                Prekey bundles handed out for one device in a burst. \
+                (env: HELIOGRAPH_FETCH_KEYS_DEVICE_BURST; default: 10)
+                """)
+        var fetchKeysDeviceBurst: Double?
+
+        @Flag(
+            help: """
+                Count each request against the last address in X-Forwarded-For instead of the TCP peer. \
+                Only behind a proxy that appends it, with the server unreachable otherwise. \
+                (env: HELIOGRAPH_TRUST_FORWARDED_FOR=1; default: off)
+                """)
+        var trustForwardedFor = false
+
+        @Option(
+            help: """
+                Serve GET /metrics on a separate HOST:PORT listener (and not on the main port). \
+                (env: HELIOGRAPH_METRICS_ADDRESS)
+                """)
+        var metricsAddress: String?
+
+        @Option(
+            help: """
+                Require 'Authorization: Bearer TOKEN' on GET /metrics; prefer the environment, which ps does not \
+                show. Without a token or a metrics address, metrics answer only this machine. \
+                (env: HELIOGRAPH_METRICS_TOKEN)
+                """)
+        var metricsToken: String?
 
         @Option(help: "Write the bound port to this file once listening (for scripts and tests). (env: HELIOGRAPH_PORT_FILE)")
         var portFile: String?
@@ -183,12 +280,18 @@ extension HeliographCommand {
             let configuration = resolved
             let portFile = portFile ?? environment["HELIOGRAPH_PORT_FILE"]
             let sockets = SocketRegistry()
-            let app = buildApplication(configuration: configuration, storage: storage, logger: logger, sockets: sockets) { port in
-                logger.info("heliograph listening", metadata: ["address": "http://\(configuration.host):\(port)"])
-                if let portFile {
-                    try? "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8)
-                }
-            }
+            let app = buildApplication(
+                configuration: configuration, storage: storage, logger: logger, sockets: sockets,
+                onServerRunning: { port in
+                    logger.info("heliograph listening", metadata: ["address": "http://\(configuration.host):\(port)"])
+                    if let portFile {
+                        try? "\(port)\n".write(toFile: portFile, atomically: true, encoding: .utf8)
+                    }
+                },
+                onMetricsServerRunning: { port in
+                    let host = configuration.metricsAddress.map { MetricsAddress(host: $0.host, port: port) }
+                    logger.info("metrics listening", metadata: ["address": "http://\(host?.description ?? "?")/metrics"])
+                })
             try await runUntilSignalled(app, sockets: sockets, grace: configuration.shutdownGrace, logger: logger)
             logger.info("heliograph stopped")
         }
@@ -244,6 +347,63 @@ extension HeliographCommand {
                 guard rate >= 0 else { throw ValidationError("rates must not be negative") }
                 configuration.authRate = rate
                 configuration.authBurst = max(configuration.authBurst, rate * 4)
+                if rate == 0 {
+                    // Load tests register and log in thousands of times from one address; the
+                    // finer limits below may still be set explicitly.
+                    configuration.registerAddressRate = 0
+                    configuration.loginAddressRate = 0
+                    configuration.loginAccountRate = 0
+                }
+            }
+            func limit(
+                _ rate: Double?, _ rateName: String, _ burst: Double?, _ burstName: String,
+                _ field: WritableKeyPath<ServerConfiguration, Double>,
+                _ burstField: WritableKeyPath<ServerConfiguration, Double>
+            ) throws {
+                if let rate = try value(rate, rateName) {
+                    guard rate >= 0, rate.isFinite else { throw ValidationError("rates must not be negative") }
+                    configuration[keyPath: field] = rate
+                }
+                if let burst = try value(burst, burstName) {
+                    guard burst >= 1, burst.isFinite else { throw ValidationError("bursts must be at least 1") }
+                    configuration[keyPath: burstField] = burst
+                }
+            }
+            try limit(
+                registerAddressRate, "HELIOGRAPH_REGISTER_ADDRESS_RATE", registerAddressBurst,
+                "HELIOGRAPH_REGISTER_ADDRESS_BURST", \.registerAddressRate, \.registerAddressBurst)
+            try limit(
+                loginAddressRate, "HELIOGRAPH_LOGIN_ADDRESS_RATE", loginAddressBurst, "HELIOGRAPH_LOGIN_ADDRESS_BURST",
+                \.loginAddressRate, \.loginAddressBurst)
+            try limit(
+                loginAccountRate, "HELIOGRAPH_LOGIN_ACCOUNT_RATE", loginAccountBurst, "HELIOGRAPH_LOGIN_ACCOUNT_BURST",
+                \.loginAccountRate, \.loginAccountBurst)
+            try limit(
+                fetchKeysAccountRate, "HELIOGRAPH_FETCH_KEYS_ACCOUNT_RATE", fetchKeysAccountBurst,
+                "HELIOGRAPH_FETCH_KEYS_ACCOUNT_BURST", \.fetchKeysAccountRate, \.fetchKeysAccountBurst)
+            try limit(
+                fetchKeysDeviceRate, "HELIOGRAPH_FETCH_KEYS_DEVICE_RATE", fetchKeysDeviceBurst,
+                "HELIOGRAPH_FETCH_KEYS_DEVICE_BURST", \.fetchKeysDeviceRate, \.fetchKeysDeviceBurst)
+            if trustForwardedFor {
+                configuration.trustForwardedFor = true
+            } else if let text = environment["HELIOGRAPH_TRUST_FORWARDED_FOR"] {
+                switch text.lowercased() {
+                case "1", "true", "yes", "on": configuration.trustForwardedFor = true
+                case "0", "false", "no", "off", "": configuration.trustForwardedFor = false
+                default: throw ValidationError("HELIOGRAPH_TRUST_FORWARDED_FOR='\(text)' is not 1 or 0")
+                }
+            }
+            if let text = metricsAddress ?? environment["HELIOGRAPH_METRICS_ADDRESS"], !text.isEmpty {
+                guard let address = MetricsAddress(parsing: text) else {
+                    throw ValidationError("metrics address '\(text)' is not HOST:PORT (e.g. 127.0.0.1:9090 or [::1]:9090)")
+                }
+                configuration.metricsAddress = address
+            }
+            if let token = metricsToken ?? environment["HELIOGRAPH_METRICS_TOKEN"], !token.isEmpty {
+                guard token.count >= 16 else {
+                    throw ValidationError("the metrics token must be at least 16 characters (e.g. openssl rand -hex 32)")
+                }
+                configuration.metricsToken = token
             }
             return configuration
         }
