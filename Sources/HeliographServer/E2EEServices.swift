@@ -98,7 +98,8 @@ public struct KeyService: Sendable {
             // The same checks as an approval or revocation: signed, canonical, naming only
             // active devices of the account with the keys they committed to, and newer.
             let linking = DeviceLinking(storage: storage, clock: clock)
-            _ = try await linking.checkedList(list, account: caller.accountID, identity: identity, expecting: [:], allowPending: [])
+            _ = try await linking.checkedList(
+                list, account: caller.accountID, identity: identity, expecting: [:], allowPending: [])
             guard list.version <= UInt64(Int64.max),
                 try await storage.prekeys.storeDeviceList(
                     account: caller.accountID, version: Int64(list.version), list: try WireCodec.encode(list))

@@ -20,6 +20,7 @@ struct Helio: AsyncParsableCommand {
             """,
         subcommands: [
             Register.self, Login.self, Recover.self, Send.self, Listen.self, Verify.self, Devices.self, Whoami.self,
+            Seal.self,
         ]
     )
 }
@@ -205,6 +206,29 @@ extension Helio {
                 print(
                     "recovered @\(client.profile.username) with a new identity key as device \(client.profile.deviceID) in profile '\(global.profileName)'"
                 )
+            }
+        }
+    }
+
+    /// `helio seal`
+    struct Seal: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Seal a profile and its key file that were written without a passphrase, with HELIO_PASSPHRASE.",
+            discussion: """
+                With HELIO_PASSPHRASE set, helio refuses plain (unsealed) profile and key files, because a plain \
+                file someone else wrote could carry keys of their choosing. Run this once, only for files you \
+                wrote yourself (for example with an earlier version of helio).
+                """)
+
+        @OptionGroup var global: GlobalOptions
+
+        func run() async throws {
+            try await reportingErrors {
+                guard global.passphrase != nil else {
+                    throw ValidationError("set HELIO_PASSPHRASE to the passphrase to seal with")
+                }
+                try global.store.sealPlainFiles(of: global.profileName)
+                print("profile '\(global.profileName)' and its key file are sealed with the passphrase")
             }
         }
     }

@@ -64,7 +64,9 @@ struct TestServer: Sendable {
 
     /// Logs another device in to the account of `client`, which approves it by the code the
     /// new device shows (as a person would type it).
-    func addDevice(to client: HeliographClient, named device: String, encryption: Bool = true) async throws
+    func addDevice(
+        to client: HeliographClient, named device: String, encryption: Bool = true
+    ) async throws
         -> HeliographClient
     {
         let profile = client.profile
