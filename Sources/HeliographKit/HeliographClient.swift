@@ -222,8 +222,15 @@ public final class HeliographClient: Sendable {
         let profile = self.profile
         let fresh = try await HeliographConnection.connect(to: profile.server, logger: logger)
         // Requests only: the inbox is pushed to the socket of `messages()`, not this one.
-        _ = try await fresh.request(
-            .authenticate, AuthenticateRequest(token: profile.token, after: nil, receive: false), as: SessionInfo.self)
+        do {
+            _ = try await fresh.request(
+                .authenticate, AuthenticateRequest(token: profile.token, after: nil, receive: false), as: SessionInfo.self)
+        } catch {
+            // Not kept, so closed now: a device polling while it waits for approval would
+            // otherwise leave one socket behind per attempt.
+            await fresh.close()
+            throw error
+        }
         connection.withLock { $0 = fresh }
         return fresh
     }
