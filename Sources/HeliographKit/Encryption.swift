@@ -41,6 +41,9 @@ public enum KeyNotice: Sendable, Equatable, CustomStringConvertible {
     case unlistedDevice(username: String, device: DeviceID)
     /// A device left the account's signed device list (revoked or removed); it gets nothing more.
     case deviceRemoved(username: String, device: DeviceID)
+    /// A device the account's signed list names, but the server says is not active: the
+    /// message did not go to it (the server may be hiding it).
+    case unreachableDevice(username: String, device: DeviceID)
 
     public var description: String {
         switch self {
@@ -48,6 +51,8 @@ public enum KeyNotice: Sendable, Equatable, CustomStringConvertible {
         case .identityChanged(let name):
             "the identity key of \(name) changed: compare safety numbers again ('helio verify @\(name)')"
         case .deviceRemoved(let name, let device): "\(name) removed device \(device)"
+        case .unreachableDevice(let name, let device):
+            "device \(device) of \(name) is in \(name)'s signed device list but the server says it is not active; it did not get this message"
         case .unlistedDevice(let name, let device):
             "the server offered device \(device) of \(name), which is not in \(name)'s signed device list; it was not used"
         }
@@ -229,7 +234,9 @@ extension HeliographClient {
             notices += recipient.notices + (own?.notices ?? [])
             let recipientTargets = recipient.targets(excluding: profile.deviceID)
             let ownTargets = own?.targets(excluding: profile.deviceID) ?? []
-            notices += Self.unlisted(recipient) + (own.map(Self.unlisted) ?? [])
+            notices +=
+                Self.unlisted(recipient, excluding: profile.deviceID)
+                + (own.map { Self.unlisted($0, excluding: profile.deviceID) } ?? [])
             notices += try await ensureSessions(with: recipient, targets: recipientTargets)
             if let own, !ownTargets.isEmpty { notices += try await ensureSessions(with: own, targets: ownTargets) }
 
@@ -275,12 +282,18 @@ extension HeliographClient {
         }
     }
 
-    /// Devices the server reports active that no signed list names: never used, but worth saying.
-    private static func unlisted(_ trusted: TrustedDevices) -> [KeyNotice] {
+    /// Devices the server reports active that no signed list names (never used), and listed
+    /// devices the server reports gone (not reached): both worth saying.
+    private static func unlisted(_ trusted: TrustedDevices, excluding own: DeviceID) -> [KeyNotice] {
         let listed = Set((trusted.list?.devices ?? []).map(\.device))
-        return trusted.info.devices.filter { !listed.contains($0) }.map {
-            .unlistedDevice(username: trusted.info.username, device: $0)
+        let active = Set(trusted.info.devices)
+        let extra = trusted.info.devices.filter { !listed.contains($0) }.map {
+            KeyNotice.unlistedDevice(username: trusted.info.username, device: $0)
         }
+        let hidden = listed.subtracting(active).subtracting([own]).sorted { $0.description < $1.description }.map {
+            KeyNotice.unreachableDevice(username: trusted.info.username, device: $0)
+        }
+        return extra + hidden
     }
 
     /// Sends with retries on a dropped connection (the message id makes them idempotent).

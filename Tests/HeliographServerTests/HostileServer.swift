@@ -26,6 +26,10 @@ final class HostileStorage: HeliographStorage, Sendable {
         var rollBack: [AccountID: (version: Int64, list: Data)] = [:]
         /// Waiting devices reported with another committed key.
         var swapLinkKey: [DeviceID: Data] = [:]
+        /// Devices reported as gone (not active, no keys) although they are.
+        var hide: Set<DeviceID> = []
+        /// Bundles claimed for a device come from another device (key → source).
+        var substituteBundle: [DeviceID: DeviceID] = [:]
     }
 
     let base: SQLiteStorage
@@ -63,7 +67,7 @@ private struct HostileDevices: DeviceStore {
     }
     func devices(of accountID: AccountID) async throws -> [Device] {
         let attacks = owner.current
-        let real = try await base.devices(of: accountID).map { device -> Device in
+        let real = try await base.devices(of: accountID).filter { !attacks.hide.contains($0.id) }.map { device -> Device in
             var device = device
             if let swapped = attacks.swapLinkKey[device.id] { device.linkKey = swapped }
             return device
@@ -121,12 +125,20 @@ private struct HostilePrekeys: PrekeyStore {
         try await base.addOneTimePrekeys(prekeys, for: deviceID)
     }
     func keys(for deviceID: DeviceID) async throws -> DeviceKeyRecord? { try await base.keys(for: deviceID) }
-    func claim(for deviceID: DeviceID) async throws -> ClaimedPrekeys? { try await base.claim(for: deviceID) }
+    func claim(for deviceID: DeviceID) async throws -> ClaimedPrekeys? {
+        guard let source = owner.current.substituteBundle[deviceID] else { return try await base.claim(for: deviceID) }
+        // Another device's genuine keys, presented as this device's.
+        var claimed = try await base.claim(for: source)
+        claimed?.keys.deviceID = deviceID
+        return claimed
+    }
     func oneTimeCounts(for deviceID: DeviceID) async throws -> (x25519: Int, kem: Int) {
         try await base.oneTimeCounts(for: deviceID)
     }
     func publishedDevices(of accountID: AccountID) async throws -> [DeviceID] {
-        try await base.publishedDevices(of: accountID) + (owner.current.extraDevices[accountID] ?? []).map(\.id)
+        let attacks = owner.current
+        return try await base.publishedDevices(of: accountID).filter { !attacks.hide.contains($0) }
+            + (attacks.extraDevices[accountID] ?? []).map(\.id)
     }
     func deleteOneTimePrekeys(for deviceID: DeviceID) async throws { try await base.deleteOneTimePrekeys(for: deviceID) }
     func deleteKeys(for deviceID: DeviceID) async throws { try await base.deleteKeys(for: deviceID) }

@@ -84,6 +84,41 @@ struct HostileServerTests {
         }
     }
 
+    @Test("bundle substituted: another device's genuine keys offered for a listed device are not used")
+    func bundleSubstituted() async throws {
+        try await Self.run { server, hostile in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob_b")
+            let mallory = try await server.register("mallory")
+            // The server answers a request for Alice's keys with Mallory's (correctly signed by
+            // Mallory's identity, for Mallory's device).
+            hostile.attack { $0.substituteBundle[alice.profile.deviceID] = mallory.profile.deviceID }
+            let refused = await #expect(throws: HeliographError.self) {
+                try await bob.sendEncrypted(text: "for alice", to: "alice")
+            }
+            #expect(refused?.code == .noDevices)
+            hostile.attack { $0.substituteBundle = [:] }
+            try await bob.sendEncrypted(text: "for alice", to: "alice")
+            #expect(try await openMessages(1, from: alice).texts == ["for alice"])
+            let atMallory = try await mallory.call(.fetchInbox, FetchInboxRequest(after: 0), as: FetchInboxResponse.self)
+            #expect(atMallory.envelopes.isEmpty)
+        }
+    }
+
+    @Test("device hidden: a listed device the server reports gone is named in a notice, not silently skipped")
+    func deviceHidden() async throws {
+        try await Self.run { server, hostile in
+            let phone = try await server.register("alice", device: "phone")
+            let laptop = try await server.addDevice(to: phone, named: "laptop")
+            let bob = try await server.register("bob_b")
+            #expect(try await bob.sendEncrypted(text: "one", to: "alice").response.deviceCount == 2)
+            hostile.attack { $0.hide.insert(laptop.profile.deviceID) }
+            let second = try await bob.sendEncrypted(text: "two", to: "alice")
+            #expect(second.response.deviceCount == 1)
+            #expect(second.notices.contains(.unreachableDevice(username: "alice", device: laptop.profile.deviceID)))
+        }
+    }
+
     @Test("device list left out: a contact whose list was seen before gets nothing without it")
     func deviceListLeftOut() async throws {
         try await Self.run { server, hostile in
