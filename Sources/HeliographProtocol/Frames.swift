@@ -166,9 +166,18 @@ public enum WireCodec {
     }
 
     /// Decodes JSON bytes, turning any failure into a `bad_request` error naming the field.
+    ///
+    /// Stricter than `JSONDecoder` alone, so that one value has one spelling on the wire: an
+    /// object with a key twice is refused (the decoder would silently keep one of them, unchecked),
+    /// and binary fields must be canonical base64 (see ``strictBase64(_:)``).
     public static func decode<T: Decodable>(_ type: T.Type, from data: Data) throws(HeliographError) -> T {
+        if let key = JSONKeyScan.firstDuplicateKey(in: data) {
+            throw HeliographError(.badRequest, "the key '\(key)' appears twice in one JSON object")
+        }
         do {
-            return try JSONDecoder().decode(type, from: data)
+            let decoder = JSONDecoder()
+            decoder.dataDecodingStrategy = .custom(strictBase64)
+            return try decoder.decode(type, from: data)
         } catch let error as DecodingError {
             // A value that parsed but broke a domain rule (a message id's format) keeps the
             // rule's own code, with the field named.
@@ -179,6 +188,20 @@ public enum WireCodec {
         } catch {
             throw HeliographError(.badRequest, "the body is not valid JSON")
         }
+    }
+
+    /// Decodes a binary field: standard base64 with `=` padding, accepted only in the one form
+    /// its bytes encode to. Non-zero unused bits in the last character or an extra `=` would
+    /// otherwise give the same bytes several spellings.
+    static func strictBase64(_ decoder: any Decoder) throws -> Data {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        guard let data = Data(base64Encoded: text), data.base64EncodedString() == text else {
+            throw DecodingError.dataCorrupted(
+                DecodingError.Context(
+                    codingPath: decoder.codingPath,
+                    debugDescription: "not canonical base64 (standard alphabet, '=' padding, unused bits zero)"))
+        }
+        return data
     }
 
     /// A readable explanation of a decoding failure, naming the offending field.
@@ -201,5 +224,118 @@ public enum WireCodec {
         @unknown default:
             return "the body could not be decoded"
         }
+    }
+}
+
+/// A scan of JSON bytes for an object that has a key twice, at any depth.
+///
+/// It reads only the structure (brackets, commas, colons, strings) and leaves every other
+/// check to `JSONDecoder`: on malformed input it simply finds nothing. Keys are compared after
+/// their escapes are resolved, as the decoder sees them (`"a"` and `"\u0061"` are one key).
+enum JSONKeyScan {
+    /// The first key found twice in one object, or nil.
+    static func firstDuplicateKey(in data: Data) -> String? {
+        data.withUnsafeBytes { raw in firstDuplicateKey(in: raw.bindMemory(to: UInt8.self)) }
+    }
+
+    private static func firstDuplicateKey(in bytes: UnsafeBufferPointer<UInt8>) -> String? {
+        // One entry per open container: the keys of an object so far, nil for an array.
+        var open: [Set<String>?] = []
+        var expectingKey = false
+        var index = 0
+        while index < bytes.count {
+            switch bytes[index] {
+            case UInt8(ascii: "{"):
+                open.append([])
+                expectingKey = true
+                index += 1
+            case UInt8(ascii: "["):
+                open.append(nil)
+                expectingKey = false
+                index += 1
+            case UInt8(ascii: "}"), UInt8(ascii: "]"):
+                guard open.popLast() != nil else { return nil }
+                expectingKey = false
+                index += 1
+            case UInt8(ascii: ","):
+                expectingKey = open.last.map { $0 != nil } ?? false
+                index += 1
+            case UInt8(ascii: "\""):
+                guard let (string, end) = readString(bytes, from: index) else { return nil }
+                if expectingKey, open.count > 0, open[open.count - 1] != nil {
+                    guard open[open.count - 1]!.insert(string).inserted else { return string }
+                }
+                expectingKey = false
+                index = end
+            default:
+                // Whitespace, colons, numbers, literals: structure only matters here.
+                index += 1
+            }
+        }
+        return nil
+    }
+
+    /// The string starting at the quote at `start`, escapes resolved, and the index after its
+    /// closing quote; nil when it does not end or has a malformed escape.
+    private static func readString(_ bytes: UnsafeBufferPointer<UInt8>, from start: Int) -> (String, Int)? {
+        var utf8: [UInt8] = []
+        var index = start + 1
+        var pendingHigh: UInt32?
+        func append(_ scalar: UInt32) {
+            let value = Unicode.Scalar(scalar) ?? "\u{FFFD}"
+            utf8.append(contentsOf: Array(String(Character(value)).utf8))
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                if let high = pendingHigh { append(high) }
+                return (String(decoding: utf8, as: UTF8.self), index + 1)
+            }
+            if byte != UInt8(ascii: "\\") {
+                if let high = pendingHigh {
+                    append(high)
+                    pendingHigh = nil
+                }
+                utf8.append(byte)
+                index += 1
+                continue
+            }
+            guard index + 1 < bytes.count else { return nil }
+            let escape = bytes[index + 1]
+            index += 2
+            if escape == UInt8(ascii: "u") {
+                guard index + 4 <= bytes.count else { return nil }
+                let digits = String(decoding: UnsafeBufferPointer(rebasing: bytes[index..<index + 4]), as: UTF8.self)
+                guard let unit = UInt32(digits, radix: 16) else { return nil }
+                index += 4
+                if let high = pendingHigh {
+                    pendingHigh = nil
+                    if (0xDC00...0xDFFF).contains(unit) {
+                        append(0x10000 + ((high - 0xD800) << 10) + (unit - 0xDC00))
+                        continue
+                    }
+                    append(high)
+                }
+                if (0xD800...0xDBFF).contains(unit) {
+                    pendingHigh = unit
+                } else {
+                    append(unit)
+                }
+                continue
+            }
+            if let high = pendingHigh {
+                append(high)
+                pendingHigh = nil
+            }
+            switch escape {
+            case UInt8(ascii: "b"): utf8.append(0x08)
+            case UInt8(ascii: "f"): utf8.append(0x0C)
+            case UInt8(ascii: "n"): utf8.append(0x0A)
+            case UInt8(ascii: "r"): utf8.append(0x0D)
+            case UInt8(ascii: "t"): utf8.append(0x09)
+            default: utf8.append(escape)
+            }
+        }
+        return nil
     }
 }

@@ -16,11 +16,14 @@ public struct HeliographRequestContext: RequestContext, WebSocketRequestContext,
     public let webSocket: WebSocketHandlerReference<Self>
     /// The connected peer: the client, or the reverse proxy in front of the server.
     public let remoteAddress: SocketAddress?
+    /// The connection, so the WebSocket upgrade can add its RFC 6455 checks to the pipeline.
+    let channel: any Channel
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         webSocket = .init()
         remoteAddress = source.channel.remoteAddress
+        channel = source.channel
     }
 }
 
@@ -103,8 +106,10 @@ public func buildApplication(
         clients: clients, metricsAccess: .mainPort(configuration))
     api.register(on: router)
     /// GET /v1/socket — the WebSocket of protocol v1 (see docs/protocol.md).
-    router.ws("/v1/socket") { _, _ in
-        .upgrade([:])
+    router.ws("/v1/socket") { _, context in
+        // Frames that break RFC 6455 are refused with their own close code before the gateway.
+        try await WebSocketCheckInstaller.install(on: context.channel, maxMessageBytes: configuration.maxFrameBytes)
+        return .upgrade([:])
     } onUpgrade: { inbound, outbound, context in
         // The address is taken at the upgrade: every request on the socket counts against it.
         let client = clients.resolve(peer: context.requestContext.remoteAddress, headers: context.request.headers)
@@ -129,7 +134,11 @@ public func buildApplication(
         server: .http1WebSocketUpgrade(
             webSocketRouter: router,
             configuration: .init(
-                ws: .init(maxFrameSize: configuration.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30))))
+                // Handshakes the upgrader turns down are answered 400 or 426 (WebSocketHandshakeGuard).
+                http1: .init(additionalChannelHandlers: [WebSocketHandshakeGuard()]),
+                ws: .init(
+                    maxFrameSize: configuration.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30)),
+                    validateUTF8: true))
         ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "heliograph"),
         services: background,
