@@ -18,10 +18,15 @@ public struct ClientAddress: Sendable, Hashable, CustomStringConvertible {
     public init(_ address: SocketAddress?) {
         switch address {
         case .v4(let v4):
-            let octets = withUnsafeBytes(of: v4.address.sin_addr) { Array($0) }
+            // The 4 address bytes of `sockaddr_in`, at offset 4 (after family and port), read
+            // by offset for the same reason as below.
+            let octets = withUnsafeBytes(of: v4.address) { Array($0[4..<8]) }
             self.init(ipv4: octets)
         case .v6(let v6):
-            let bytes = withUnsafeBytes(of: v6.address.sin6_addr) { Array($0) }
+            // The 16 address bytes of `sockaddr_in6`, at offset 8 on Linux and on Darwin (after
+            // family, port and flow info). Read by offset: naming `sin6_addr` needs the C module
+            // that declares it, which this target does not import.
+            let bytes = withUnsafeBytes(of: v6.address) { Array($0[8..<24]) }
             // An IPv4 client on a dual-stack socket arrives as ::ffff:a.b.c.d.
             if bytes.prefix(10).allSatisfy({ $0 == 0 }) && bytes[10] == 0xff && bytes[11] == 0xff {
                 self.init(ipv4: Array(bytes.suffix(4)))
