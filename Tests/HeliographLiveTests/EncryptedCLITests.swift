@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 extension ProcessTests {
@@ -23,12 +24,21 @@ extension ProcessTests {
             let output = Pipe()
             login.standardOutput = output
             login.standardError = Pipe()
+            // Collected by the pipe's handler thread: a blocking read here would hold one of the
+            // few threads every test shares.
+            let collected = Mutex("")
+            output.fileHandleForReading.readabilityHandler = { handle in
+                let chunk = String(decoding: handle.availableData, as: UTF8.self)
+                collected.withLock { $0 += chunk }
+            }
             try login.run()
             var printed = ""
             let deadline = ContinuousClock.now + .seconds(30)
             while !printed.contains("helio devices approve "), login.isRunning, ContinuousClock.now < deadline {
-                printed += String(decoding: output.fileHandleForReading.availableData, as: UTF8.self)
+                try await Task.sleep(for: .milliseconds(20))
+                printed = collected.withLock { $0 }
             }
+            output.fileHandleForReading.readabilityHandler = nil
             let code = try #require(
                 printed.split(separator: "\n").first { $0.contains("helio devices approve ") }?.split(separator: " ").last)
             let approved = try await run(["devices", "approve", String(code), "--profile", approver])

@@ -11,6 +11,34 @@ import Logging
 import NIOCore
 import Testing
 
+/// Bounds how many test servers run at once (`HELIOGRAPH_TEST_SERVERS`, default 3). One per
+/// test process: the bound is about the machine, which every test shares.
+actor TestServerSlots {
+    static let shared = TestServerSlots(
+        capacity: ProcessInfo.processInfo.environment["HELIOGRAPH_TEST_SERVERS"].flatMap(Int.init) ?? 3)
+
+    private var free: Int
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    init(capacity: Int) { free = max(1, capacity) }
+
+    func acquire() async throws {
+        if free > 0 {
+            free -= 1
+            return
+        }
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    func release() {
+        if waiting.isEmpty {
+            free += 1
+        } else {
+            waiting.removeFirst().resume()
+        }
+    }
+}
+
 /// A real server on a real loopback socket, over a fresh SQLite file, for one test.
 struct TestServer: Sendable {
     let client: any TestClientProtocol
@@ -32,6 +60,10 @@ struct TestServer: Sendable {
         serving wrap: (SQLiteStorage) -> any HeliographStorage = { $0 },
         _ body: @Sendable (TestServer) async throws -> Void
     ) async throws {
+        // Swift Testing starts every test at once; hundreds of servers on two cores starve each
+        // other into timeouts. A few run at a time, the others wait their turn.
+        try await TestServerSlots.shared.acquire()
+        defer { Task { await TestServerSlots.shared.release() } }
         let directory = temporaryDirectory("server")
         var configuration = ServerConfiguration()
         configuration.port = 0
