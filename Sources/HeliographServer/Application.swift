@@ -100,6 +100,7 @@ public func buildApplication(
 
     let router = Router(context: HeliographRequestContext.self)
     router.add(middleware: ErrorMiddleware())
+    router.add(middleware: BodyLimitMiddleware(maxBodyBytes: configuration.maxFrameBytes))
     let clients = ClientAddressResolver(trustForwardedFor: configuration.trustForwardedFor)
     let api = HTTPRoutes(
         services: services, storage: storage, metrics: metrics, maxBodyBytes: configuration.maxFrameBytes,
@@ -131,14 +132,15 @@ public func buildApplication(
     }
     return Application(
         router: router,
-        server: .http1WebSocketUpgrade(
+        server: .guardedHTTP1WebSocketUpgrade(
             webSocketRouter: router,
             configuration: .init(
                 // Handshakes the upgrader turns down are answered 400 or 426 (WebSocketHandshakeGuard).
                 http1: .init(additionalChannelHandlers: [WebSocketHandshakeGuard()]),
                 ws: .init(
                     maxFrameSize: configuration.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30)),
-                    validateUTF8: true))
+                    validateUTF8: true)),
+            limiter: ConnectionLimiter(configuration), headerTimeout: configuration.headerTimeout
         ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "heliograph"),
         services: background,
@@ -164,8 +166,25 @@ struct ErrorMiddleware<Context: RequestContext>: RouterMiddleware {
             if let retryAfter = failure.retryAfterSeconds {
                 response.headers[.retryAfter] = String(retryAfter)
             }
+            if failure.code == .payloadTooLarge, Self.closesAfterRefusal(request) {
+                // The rest of a large refused body is not read: the connection closes after this answer.
+                response.headers[.connection] = "close"
+            }
             return response
         }
+    }
+}
+
+extension ErrorMiddleware {
+    /// Refused bodies up to this size are read and dropped after the answer, so that the
+    /// connection stays usable; larger ones, and bodies of unknown length, end the connection.
+    static var drainAllowance: Int { 1 << 20 }
+
+    /// Whether answering `request` with 413 should close the connection instead of reading
+    /// the rest of its body.
+    static func closesAfterRefusal(_ request: Request) -> Bool {
+        guard let text = request.headers[.contentLength], let declared = Int(text) else { return true }
+        return declared > drainAllowance
     }
 }
 

@@ -3,6 +3,7 @@ import HeliographStore
 import Hummingbird
 import Logging
 import NIOCore
+import NIOHTTP1
 
 /// Maps domain errors to HTTP statuses, and anything else to a sanitized, logged error.
 enum ErrorMapping {
@@ -41,6 +42,10 @@ enum ErrorMapping {
             return HeliographError(.temporarilyUnavailable, "the database is unreachable for now; retry in a few seconds")
         case is NIOTooManyBytesError:
             return HeliographError(.payloadTooLarge, "the request body is larger than the server accepts")
+        case let error as HTTPParserError:
+            // The client's bytes broke HTTP/1 while a route read the body (a bad chunk size, a
+            // body cut short): its fault, not the server's.
+            return HeliographError(.badRequest, "malformed HTTP request body (\(error))")
         default:
             logger.error("request failed unexpectedly", metadata: ["error": "\(String(reflecting: error))"])
             return HeliographError(.internalError, "internal error; the cause is in the server log")

@@ -134,7 +134,9 @@ struct HTTPRoutes: Sendable {
             let caller = try await authenticate(request)
             let username = try context.parameters.require("username")
             // The body is optional: `{"devices": [...]}` restricts the bundles, as over the WebSocket.
-            let buffer = try await request.body.collect(upTo: maxBodyBytes)
+            let limit = min(maxBodyBytes, Self.fetchKeysBodyLimit)
+            try BodyLimitMiddleware<HeliographRequestContext>.refuseDeclaredLength(of: request, above: limit)
+            let buffer = try await request.body.collect(upTo: limit)
             let options =
                 buffer.readableBytes > 0
                 ? try WireCodec.decode(FetchKeysOptions.self, from: Data(buffer.readableBytesView)) : FetchKeysOptions()
@@ -172,6 +174,39 @@ struct HTTPRoutes: Sendable {
             throw HeliographError(.unauthenticated, "send 'Authorization: Bearer <token>' (log in to get a token)")
         }
         return try await services.auth.authenticate(token: String(header.dropFirst("Bearer ".count)))
+    }
+}
+
+extension HTTPRoutes {
+    /// The largest body of `POST /v1/keys/{username}`: a list of device ids.
+    static let fetchKeysBodyLimit = 16 * 1024
+}
+
+/// Refuses request bodies before they are read: any body on a method that takes none (GET,
+/// HEAD, OPTIONS), and a declared `Content-Length` above the limit. Bodies without a declared
+/// length are still capped where routes read them.
+struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
+    /// The largest body any route accepts, in bytes.
+    let maxBodyBytes: Int
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response
+    {
+        if [.get, .head, .options].contains(request.method) {
+            let declared = request.headers[.contentLength].flatMap { Int($0) } ?? 0
+            if declared > 0 || request.headers[.transferEncoding] != nil {
+                throw HeliographError(.payloadTooLarge, "\(request.method) requests take no body")
+            }
+        } else {
+            try Self.refuseDeclaredLength(of: request, above: maxBodyBytes)
+        }
+        return try await next(request, context)
+    }
+
+    /// Throws `payload_too_large` when `Content-Length` says the body is over `limit` bytes.
+    static func refuseDeclaredLength(of request: Request, above limit: Int) throws(HeliographError) {
+        guard let text = request.headers[.contentLength], let declared = Int(text), declared > limit else { return }
+        throw HeliographError(
+            .payloadTooLarge, "the request body is \(declared) bytes; this endpoint accepts at most \(limit)")
     }
 }
 

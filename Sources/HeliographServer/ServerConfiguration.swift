@@ -67,6 +67,18 @@ public struct ServerConfiguration: Sendable {
     public var metricsToken: String?
     /// How long a shutting-down server waits for in-flight requests before closing sockets.
     public var shutdownGrace: Duration = .seconds(5)
+    /// How long a client may take to send a request's line and headers, counted from the
+    /// connection's start or from the end of the previous response (an idle keep-alive
+    /// connection closes after it too).
+    public var headerTimeout: Duration = .seconds(10)
+    /// How long a WebSocket may stay open without authenticating before it is closed.
+    public var unauthenticatedSocketTimeout: Duration = .seconds(30)
+    /// Open connections one client address may hold (IPv6: one /64); 0 disables the limit.
+    /// Not applied with ``trustForwardedFor``, where every connection comes from the proxy.
+    public var maxConnectionsPerAddress: Int = 64
+    /// Open connections in all; further ones are answered 503 and closed at once. nil: the
+    /// process's descriptor limit minus a reserve of 128 (see ``ConnectionLimiter``).
+    public var maxConnections: Int?
     /// The key that seals the franking keys in the database; it is never stored there. Without
     /// one, franked sends and report checks fail (`heliograph serve` always sets one).
     public var frankingSealingKey: ServerSealingKey?

@@ -95,8 +95,10 @@ public struct AuthService: Sendable {
     public func login(_ request: LoginRequest, from client: ClientAddress) async throws -> LoginResponse {
         try limits.login("login", from: client)
         let deviceName = request.deviceName.trimmingCharacters(in: .whitespacesAndNewlines)
-        guard !deviceName.isEmpty, deviceName.count <= Device.maximumNameLength else {
-            throw HeliographError(.badRequest, "deviceName must be 1-\(Device.maximumNameLength) characters")
+        // Unicode scalars, not characters: one character may carry any number of combining marks.
+        guard !deviceName.isEmpty, deviceName.unicodeScalars.count <= Device.maximumNameLength else {
+            throw HeliographError(
+                .badRequest, "deviceName must be 1-\(Device.maximumNameLength) characters (Unicode scalars)")
         }
         // Consume first: a challenge is single-use even when the signature turns out bad.
         guard let challenge = try await storage.challenges.consume(id: request.challengeId),

@@ -27,7 +27,8 @@ struct SocketGateway: Sendable {
 
     /// How many envelopes one inbox read returns.
     static let deliveryBatch = 256
-    /// Request ids longer than this are refused.
+    /// Request ids longer than this many UTF-8 bytes are refused (bytes, not characters: one
+    /// character may carry any number of combining marks).
     static let maximumRequestIDLength = 64
 
     /// What one socket is doing, shared by its loops and the shutdown handler.
@@ -89,6 +90,15 @@ struct SocketGateway: Sendable {
         defer { sockets.remove(socketID) }
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
+                // A socket that never authenticates holds a connection for nothing.
+                let deadline = configuration.unauthenticatedSocketTimeout
+                group.addTask {
+                    try? await Task.sleep(for: deadline)
+                    guard !Task.isCancelled, state.withLock({ $0.device == nil }) else { return }
+                    await close(
+                        HeliographError(.unauthenticated, "authenticate within \(deadline) of connecting"),
+                        code: .policyViolation)
+                }
                 var messages = inbound.messages(maxSize: configuration.maxFrameBytes).makeAsyncIterator()
                 do {
                     while let message = try await messages.next() {
@@ -166,12 +176,12 @@ struct SocketGateway: Sendable {
                 try? await outbound.write(.text(Self.errorFrame(ErrorMapping.publicError(error, logger: logger))))
             }
         case .request:
-            guard let id = head.id, !id.isEmpty, id.count <= Self.maximumRequestIDLength else {
+            guard let id = head.id, !id.isEmpty, id.utf8.count <= Self.maximumRequestIDLength else {
                 try? await outbound.write(
                     .text(
                         Self.errorFrame(
                             HeliographError(
-                                .badRequest, "a request frame needs an 'id' of 1-\(Self.maximumRequestIDLength) characters"))))
+                                .badRequest, "a request frame needs an 'id' of 1-\(Self.maximumRequestIDLength) bytes (UTF-8)"))))
                 return
             }
             guard let name = head.method, let method = APIMethod(rawValue: name) else {

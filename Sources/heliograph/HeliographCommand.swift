@@ -257,6 +257,34 @@ extension HeliographCommand {
                 """)
         var metricsToken: String?
 
+        @Option(
+            help: """
+                Seconds a client may take to send a request's line and headers (from connecting, or from the \
+                previous response); then the connection closes. (env: HELIOGRAPH_HEADER_TIMEOUT; default: 10)
+                """)
+        var headerTimeout: Double?
+
+        @Option(
+            help: """
+                Seconds a WebSocket may stay open without authenticating. \
+                (env: HELIOGRAPH_UNAUTHENTICATED_SOCKET_TIMEOUT; default: 30)
+                """)
+        var unauthenticatedSocketTimeout: Double?
+
+        @Option(
+            help: """
+                Open connections one client address (IPv6: one /64) may hold, 0 for no limit; load tests from one \
+                machine need 0. (env: HELIOGRAPH_MAX_CONNECTIONS_PER_ADDRESS; default: 64)
+                """)
+        var maxConnectionsPerAddress: Int?
+
+        @Option(
+            help: """
+                Open connections in all; more are answered 503 and closed at once. Keep it below the descriptor \
+                limit (ulimit -n). (env: HELIOGRAPH_MAX_CONNECTIONS; default: the descriptor limit minus 128)
+                """)
+        var maxConnections: Int?
+
         @Option(help: "Write the bound port to this file once listening (for scripts and tests). (env: HELIOGRAPH_PORT_FILE)")
         var portFile: String?
 
@@ -404,6 +432,24 @@ extension HeliographCommand {
                     throw ValidationError("the metrics token must be at least 16 characters (e.g. openssl rand -hex 32)")
                 }
                 configuration.metricsToken = token
+            }
+            if let seconds = try value(headerTimeout, "HELIOGRAPH_HEADER_TIMEOUT") {
+                guard seconds > 0, seconds.isFinite else { throw ValidationError("the header timeout must be positive") }
+                configuration.headerTimeout = .milliseconds(Int64(seconds * 1000))
+            }
+            if let seconds = try value(unauthenticatedSocketTimeout, "HELIOGRAPH_UNAUTHENTICATED_SOCKET_TIMEOUT") {
+                guard seconds > 0, seconds.isFinite else {
+                    throw ValidationError("the unauthenticated socket timeout must be positive")
+                }
+                configuration.unauthenticatedSocketTimeout = .milliseconds(Int64(seconds * 1000))
+            }
+            if let count = try value(maxConnectionsPerAddress, "HELIOGRAPH_MAX_CONNECTIONS_PER_ADDRESS") {
+                guard count >= 0 else { throw ValidationError("max connections per address must not be negative") }
+                configuration.maxConnectionsPerAddress = count
+            }
+            if let count = try value(maxConnections, "HELIOGRAPH_MAX_CONNECTIONS") {
+                guard count >= 1 else { throw ValidationError("max connections must be at least 1") }
+                configuration.maxConnections = count
             }
             return configuration
         }

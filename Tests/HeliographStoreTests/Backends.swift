@@ -28,8 +28,11 @@ struct Backend: CustomStringConvertible, Sendable {
     static func postgres(_ url: String) -> Backend {
         Backend(description: "PostgreSQL") {
             let location = try await freshPostgresDatabase(url)
-            // Few connections per test: many tests run at once against one server.
-            return try await PostgresStorage(location: location, maximumConnections: 16, logger: quietLogger)
+            // Few connections per test: many tests run at once against one server. A generous
+            // deadline: forty sends serialised on one device's row, each a durable commit, can
+            // take longer than production's 10 s while the whole suite loads two cores.
+            return try await PostgresStorage(
+                location: location, maximumConnections: 16, operationTimeout: .seconds(60), logger: quietLogger)
         }
     }
 }
