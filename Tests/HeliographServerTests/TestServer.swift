@@ -67,6 +67,9 @@ struct TestServer: Sendable {
         let directory = temporaryDirectory("server")
         var configuration = ServerConfiguration()
         configuration.port = 0
+        // The test client opens its connection when the server starts and may first use it
+        // much later on a busy machine; tests of the header timeout set their own.
+        configuration.headerTimeout = .seconds(120)
         // As `heliograph serve` always has one; a test may take it away.
         configuration.frankingSealingKey = .generate()
         configure(&configuration)
