@@ -170,7 +170,13 @@ struct DeviceLinking: Sendable {
         do {
             try list.verify(identity: identity)
         } catch {
-            throw HeliographError(error.code == .badSignature ? .badSignature : .badRequest, error.message)
+            let code: HeliographError.Code =
+                switch error.code {
+                case .badSignature: .badSignature
+                case .invalidKey: .invalidKey
+                default: .badRequest
+                }
+            throw HeliographError(code, error.message)
         }
         let devices = Dictionary(
             try await storage.devices.devices(of: account).map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })

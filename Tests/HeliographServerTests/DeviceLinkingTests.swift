@@ -76,6 +76,51 @@ struct DeviceLinkingTests {
         }
     }
 
+    @Test("device lists naming unknown devices, with short keys, unsorted, or with version 0 are refused, however well signed")
+    func malformedLists() async throws {
+        try await TestServer.run { server in
+            let phone = try await server.register("alice", device: "phone")
+            let identity = try IdentityKeyPair(privateKeyBytes: phone.profile.identityPrivateKey)
+            let ownKey = try AgreementKeyPair(privateKeyBytes: try phone.keyStore.read().agreementKey).publicKeyBytes
+            let published = try await phone.call(.keyStatus, EmptyBody(), as: KeyStatus.self).deviceListVersion
+            let next = published + 1
+            func publish(_ entries: [WireDeviceList.Entry], version: UInt64, sorted: Bool = true) async -> HeliographError? {
+                var list = SignedDeviceList(
+                    account: phone.profile.accountID, version: version,
+                    devices: entries.map { .init(device: $0.deviceId, agreementKey: $0.agreementKey) }, signature: Data())
+                if sorted { list.devices.sort { $0.device.description < $1.device.description } }
+                list.signature = (try? identity.sign(list.signedBytes)) ?? Data()
+                let wire = WireDeviceList(
+                    version: version, devices: list.devices.map { .init(deviceId: $0.device, agreementKey: $0.agreementKey) },
+                    signature: list.signature)
+                do {
+                    _ = try await phone.call(.publishKeys, PublishKeysRequest(deviceList: wire), as: KeyStatus.self)
+                    return nil
+                } catch let error as HeliographError {
+                    return error
+                } catch {
+                    return HeliographError(.internalError, "\(error)")
+                }
+            }
+            let me = WireDeviceList.Entry(deviceId: phone.profile.deviceID, agreementKey: ownKey)
+            let stranger = WireDeviceList.Entry(deviceId: .random(), agreementKey: AgreementKeyPair().publicKeyBytes)
+            #expect(await publish([me, stranger], version: next)?.code == .unknownDevice)
+            #expect(
+                await publish(
+                    [WireDeviceList.Entry(deviceId: phone.profile.deviceID, agreementKey: Data([1, 2]))], version: next)?
+                    .code == .invalidKey)
+            let other = try await server.addDevice(to: phone, named: "laptop")
+            let otherKey = try AgreementKeyPair(privateKeyBytes: try other.keyStore.read().agreementKey).publicKeyBytes
+            let pair = [me, WireDeviceList.Entry(deviceId: other.profile.deviceID, agreementKey: otherKey)]
+                .sorted { $0.deviceId.description > $1.deviceId.description }
+            let current = try await phone.call(.keyStatus, EmptyBody(), as: KeyStatus.self).deviceListVersion
+            #expect(await publish(pair, version: current + 1, sorted: false)?.code == .badRequest)
+            #expect(await publish([me], version: 0)?.code == .badRequest)
+            // The well-formed list still goes through.
+            #expect(await publish(pair, version: current + 1) == nil)
+        }
+    }
+
     @Test("an account whose devices were all revoked is recovered only with a new identity, which contacts see")
     func recovery() async throws {
         try await TestServer.run { server in
