@@ -51,6 +51,30 @@ struct GlobalOptions: ParsableArguments {
     }
 }
 
+/// What `login` and `recover` take: the account, the profile holding its identity key, and
+/// the new device's name.
+struct AccountKeyOptions: ParsableArguments {
+    @Argument(help: "The account's username.")
+    var username: String
+
+    @Option(help: "The profile holding the account's identity key.")
+    var identityFrom: String
+
+    @Option(help: "A name for this device (default: the host name).")
+    var deviceName: String?
+
+    @OptionGroup var global: GlobalOptions
+    @OptionGroup var server: ServerOption
+
+    var newDeviceName: String { deviceName ?? defaultDeviceName }
+
+    /// The identity private key, and the server: as given, else the source profile's.
+    func source() throws -> (identity: Data, server: URL) {
+        let source = try global.store.load(identityFrom)
+        return (source.identityPrivateKey, server.server == nil ? source.server : try server.url())
+    }
+}
+
 /// The server option of the commands that create a profile.
 struct ServerOption: ParsableArguments {
     @Option(help: "Server base URL (env: HELIOGRAPH_SERVER; default: http://127.0.0.1:8080).")
@@ -132,26 +156,16 @@ extension Helio {
         static let configuration = CommandConfiguration(
             abstract: "Log another device in to an existing account, using the identity key of another profile.")
 
-        @Argument(help: "The account's username.")
-        var username: String
-
-        @Option(help: "The profile holding the account's identity key.")
-        var identityFrom: String
-
-        @Option(help: "A name for this device (default: the host name).")
-        var deviceName: String?
-
-        @OptionGroup var global: GlobalOptions
-        @OptionGroup var server: ServerOption
+        @OptionGroup var account: AccountKeyOptions
 
         func run() async throws {
             try await reportingErrors {
-                let source = try global.store.load(identityFrom)
+                let (identity, server) = try account.source()
+                let username = account.username
                 let client = try await HeliographClient.login(
-                    username: username, identityPrivateKey: source.identityPrivateKey,
-                    server: server.server == nil ? source.server : try server.url(),
-                    deviceName: deviceName ?? defaultDeviceName, profileName: global.profileName, store: global.store,
-                    passphrase: global.passphrase, logger: quietLogger,
+                    username: username, identityPrivateKey: identity, server: server, deviceName: account.newDeviceName,
+                    profileName: account.global.profileName, store: account.global.store,
+                    passphrase: account.global.passphrase, logger: quietLogger,
                     approvalTimeout: .seconds(Int(Device.approvalWindow))
                 ) { pending in
                     // Unbuffered: the person reads this while the command waits.
@@ -167,7 +181,7 @@ extension Helio {
                 }
                 await client.close()
                 print(
-                    "logged in @\(client.profile.username) as device \(client.profile.deviceID) in profile '\(global.profileName)'"
+                    "logged in @\(client.profile.username) as device \(client.profile.deviceID) in profile '\(account.global.profileName)'"
                 )
             }
         }
@@ -182,29 +196,18 @@ extension Helio {
                 every contact sees an identity change and should compare safety numbers again.
                 """)
 
-        @Argument(help: "The account's username.")
-        var username: String
-
-        @Option(help: "The profile holding the account's current identity key.")
-        var identityFrom: String
-
-        @Option(help: "A name for this device (default: the host name).")
-        var deviceName: String?
-
-        @OptionGroup var global: GlobalOptions
-        @OptionGroup var server: ServerOption
+        @OptionGroup var account: AccountKeyOptions
 
         func run() async throws {
             try await reportingErrors {
-                let source = try global.store.load(identityFrom)
+                let (identity, server) = try account.source()
                 let client = try await HeliographClient.recover(
-                    username: username, identityPrivateKey: source.identityPrivateKey,
-                    server: server.server == nil ? source.server : try server.url(),
-                    deviceName: deviceName ?? defaultDeviceName, profileName: global.profileName, store: global.store,
-                    passphrase: global.passphrase, logger: quietLogger)
+                    username: account.username, identityPrivateKey: identity, server: server,
+                    deviceName: account.newDeviceName, profileName: account.global.profileName,
+                    store: account.global.store, passphrase: account.global.passphrase, logger: quietLogger)
                 await client.close()
                 print(
-                    "recovered @\(client.profile.username) with a new identity key as device \(client.profile.deviceID) in profile '\(global.profileName)'"
+                    "recovered @\(client.profile.username) with a new identity key as device \(client.profile.deviceID) in profile '\(account.global.profileName)'"
                 )
             }
         }
