@@ -13,7 +13,10 @@ import UnixSignals
 /// and the TCP peer (rate limits count per client address).
 public struct HeliographRequestContext: RequestContext, WebSocketRequestContext, RemoteAddressRequestContext {
     public var coreContext: CoreRequestContextStorage
-    public let webSocket: WebSocketHandlerReference<Self>
+    /// The WebSocket hand-off, through a slot emptied when the connection closes (see
+    /// ``WebSocketHandoffSlot``: held directly it would keep every upgraded connection alive).
+    public var webSocket: WebSocketHandlerReference<Self> { webSocketSlot.reference }
+    private let webSocketSlot: WebSocketHandoffSlot
     /// The connected peer: the client, or the reverse proxy in front of the server.
     public let remoteAddress: SocketAddress?
     /// The connection, so the WebSocket upgrade can add its RFC 6455 checks to the pipeline.
@@ -21,9 +24,15 @@ public struct HeliographRequestContext: RequestContext, WebSocketRequestContext,
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
-        webSocket = .init()
+        webSocketSlot = WebSocketHandoffSlot()
         remoteAddress = source.channel.remoteAddress
         channel = source.channel
+    }
+
+    /// Frees the WebSocket hand-off once the connection closes; called by the route that
+    /// upgrades, once per connection (plain HTTP requests never fill the hand-off).
+    func releaseWebSocketHandoffOnClose() {
+        webSocketSlot.release(whenClosed: channel)
     }
 }
 
@@ -110,11 +119,14 @@ public func buildApplication(
     router.ws("/v1/socket") { _, context in
         // Frames that break RFC 6455 are refused with their own close code before the gateway.
         try await WebSocketCheckInstaller.install(on: context.channel, maxMessageBytes: configuration.maxFrameBytes)
+        context.releaseWebSocketHandoffOnClose()
         return .upgrade([:])
     } onUpgrade: { inbound, outbound, context in
         // The address is taken at the upgrade: every request on the socket counts against it.
         let client = clients.resolve(peer: context.requestContext.remoteAddress, headers: context.request.headers)
-        await gateway.serve(inbound: inbound, outbound: outbound, client: client, logger: context.logger)
+        await gateway.serve(
+            inbound: inbound, outbound: outbound, client: client, eventLoop: context.requestContext.channel.eventLoop,
+            logger: context.logger)
     }
 
     let sweeper = RetentionSweeper(
@@ -137,9 +149,8 @@ public func buildApplication(
             configuration: .init(
                 // Handshakes the upgrader turns down are answered 400 or 426 (WebSocketHandshakeGuard).
                 http1: .init(additionalChannelHandlers: [WebSocketHandshakeGuard()]),
-                ws: .init(
-                    maxFrameSize: configuration.maxFrameBytes, autoPing: .enabled(timePeriod: .seconds(30)),
-                    validateUTF8: true)),
+                // Pings come from WebSocketKeepalive, whose timer a closed socket frees at once.
+                ws: .init(maxFrameSize: configuration.maxFrameBytes, autoPing: .disabled, validateUTF8: true)),
             limiter: ConnectionLimiter(configuration), headerTimeout: configuration.headerTimeout
         ),
         configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "heliograph"),

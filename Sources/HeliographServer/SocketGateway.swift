@@ -4,6 +4,7 @@ import HeliographProtocol
 import HeliographStore
 import HummingbirdWebSocket
 import Logging
+import NIOCore
 import NIOWebSocket
 import ServiceLifecycle
 import Synchronization
@@ -63,9 +64,11 @@ struct SocketGateway: Sendable {
         var closed = false
     }
 
-    /// Serves one upgraded socket from `client` until either side closes it.
+    /// Serves one upgraded socket from `client` until either side closes it; `eventLoop` is the
+    /// connection's, where its authentication deadline runs.
     func serve(
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, client: ClientAddress, logger: Logger
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, client: ClientAddress,
+        eventLoop: any EventLoop, logger: Logger
     ) async {
         let state = SocketStateBox()
         let dispatcher = APIDispatcher(services: services, client: client)
@@ -88,17 +91,21 @@ struct SocketGateway: Sendable {
 
         let socketID = await sockets.add { reason in await closeWhenIdle(reason) }
         defer { sockets.remove(socketID) }
+        // A socket that never authenticates holds a connection for nothing. The deadline is a
+        // task on the event loop, not a `Task.sleep`: a cancelled sleep keeps its timer (some
+        // 600 bytes) until the deadline passes, so a client opening and closing sockets quickly
+        // would pin that much per socket for the whole timeout; a cancelled NIO task is freed.
+        let deadline = configuration.unauthenticatedSocketTimeout
+        let authenticationDeadline = eventLoop.scheduleTask(in: TimeAmount(deadline)) {
+            guard state.withLock({ $0.device == nil }) else { return }
+            Task {
+                await close(
+                    HeliographError(.unauthenticated, "authenticate within \(deadline) of connecting"), code: .policyViolation)
+            }
+        }
+        defer { authenticationDeadline.cancel() }
         await withGracefulShutdownHandler {
             await withTaskGroup(of: Void.self) { group in
-                // A socket that never authenticates holds a connection for nothing.
-                let deadline = configuration.unauthenticatedSocketTimeout
-                group.addTask {
-                    try? await Task.sleep(for: deadline)
-                    guard !Task.isCancelled, state.withLock({ $0.device == nil }) else { return }
-                    await close(
-                        HeliographError(.unauthenticated, "authenticate within \(deadline) of connecting"),
-                        code: .policyViolation)
-                }
                 var messages = inbound.messages(maxSize: configuration.maxFrameBytes).makeAsyncIterator()
                 do {
                     while let message = try await messages.next() {

@@ -50,8 +50,11 @@ final class WebSocketCheckInstaller: ChannelInboundHandler, RemovableChannelHand
         }
         do {
             let decoder = try context.pipeline.syncOperations.handler(type: ByteToMessageHandler<WebSocketFrameDecoder>.self)
+            let checker = WebSocketFrameChecker(maxMessageBytes: maxMessageBytes)
+            try context.pipeline.syncOperations.addHandler(checker, position: .after(decoder))
+            // Keepalive pings run here rather than in the WebSocket stack (see WebSocketKeepalive).
             try context.pipeline.syncOperations.addHandler(
-                WebSocketFrameChecker(maxMessageBytes: maxMessageBytes), position: .after(decoder))
+                WebSocketKeepalive(period: WebSocketKeepalive.defaultPeriod), position: .after(checker))
         } catch {
             // Without the checker the socket would run unchecked: do not run it at all.
             context.close(promise: nil)
