@@ -147,8 +147,6 @@ public func buildApplication(
         server: .guardedHTTP1WebSocketUpgrade(
             webSocketRouter: router,
             configuration: .init(
-                // Handshakes the upgrader turns down are answered 400 or 426 (WebSocketHandshakeGuard).
-                http1: .init(additionalChannelHandlers: [WebSocketHandshakeGuard()]),
                 // Pings come from WebSocketKeepalive, whose timer a closed socket frees at once.
                 ws: .init(maxFrameSize: configuration.maxFrameBytes, autoPing: .disabled, validateUTF8: true)),
             limiter: ConnectionLimiter(configuration), headerTimeout: configuration.headerTimeout

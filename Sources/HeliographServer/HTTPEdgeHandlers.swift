@@ -48,6 +48,10 @@ struct GuardedHTTPChannel<Inner: ServerChildChannel>: ServerChildChannel {
         channel.closeFuture.whenComplete { _ in limiter.release(address) }
         let headerTimeout = headerTimeout
         return inner.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            // Right after the parser, before the upgrader, which closes refused handshakes
+            // without an answer: WebSocketHandshakeGuard answers them 400 or 426.
+            let parser = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try channel.pipeline.syncOperations.addHandler(WebSocketHandshakeGuard(), position: .after(parser))
             // After the parser and the upgrade handler, before the handlers Hummingbird adds
             // once it knows the connection stays HTTP.
             try channel.pipeline.syncOperations.addHandler(HTTPEdgeGuard(headerTimeout: headerTimeout, logger: logger))

@@ -64,14 +64,16 @@ final class WebSocketCheckInstaller: ChannelInboundHandler, RemovableChannelHand
     }
 }
 
-/// Answers the handshakes that the upgrader turns down before asking the application (another
-/// `Sec-WebSocket-Version`, no `Sec-WebSocket-Key`, no `Connection: Upgrade`): they go on as
-/// plain HTTP requests, where this handler (one of the HTTP/1 channel's additional handlers)
-/// answers them instead of leaving them to the HTTP routes.
+/// Answers the WebSocket handshakes that the upgrader would turn down (another
+/// `Sec-WebSocket-Version`, no `Sec-WebSocket-Key`, no `Connection: Upgrade`) with 426 or 400.
+///
+/// It sits between the HTTP/1 parser and the upgrade handler: the upgrader itself answers such a
+/// request by closing the connection without a word, so the request must not reach it. Every
+/// other request passes through untouched.
 final class WebSocketHandshakeGuard: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPRequestPart
-    typealias InboundOut = HTTPRequestPart
-    typealias OutboundOut = HTTPResponsePart
+    typealias InboundIn = HTTPServerRequestPart
+    typealias InboundOut = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
 
     /// The only version of the protocol the server speaks.
     static let supportedVersion = "13"
@@ -81,19 +83,26 @@ final class WebSocketHandshakeGuard: ChannelInboundHandler, RemovableChannelHand
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !refused else { return }
-        if case .head(let head) = unwrapInboundIn(data), let (status, message) = Self.refusal(for: head.headerFields) {
+        guard case .head(let head) = unwrapInboundIn(data) else {
+            context.fireChannelRead(data)
+            return
+        }
+        if let (status, message) = Self.refusal(values: { head.headers[canonicalForm: $0].map(String.init) }) {
             refused = true
             refuse(context: context, status: status, message: message)
             return
         }
         context.fireChannelRead(data)
+        // Only a connection's first request can be an upgrade, and after an upgrade the bytes
+        // here are WebSocket frames, not HTTP parts: the guard's work is done.
+        context.pipeline.syncOperations.removeHandler(context: context, promise: nil)
     }
 
-    /// Why an upgrade request cannot be accepted, if it is one the upgrader turns down without
-    /// asking the application; nil for every other request.
-    static func refusal(for fields: HTTPFields) -> (HTTPResponse.Status, String)? {
-        guard fields[values: .upgrade].contains(where: { $0.lowercased().contains("websocket") }) else { return nil }
-        let versions = fields[values: .secWebSocketVersion]
+    /// Why an upgrade request cannot be accepted, if it is one the upgrader turns down; nil for
+    /// every other request. `values` gives a header's values (comma-separated lists split).
+    static func refusal(values: (String) -> [String]) -> (HTTPResponseStatus, String)? {
+        guard values("Upgrade").contains(where: { $0.lowercased().contains("websocket") }) else { return nil }
+        let versions = values("Sec-WebSocket-Version")
         if versions.isEmpty {
             return (.badRequest, "a WebSocket upgrade needs 'Sec-WebSocket-Version: \(supportedVersion)'")
         }
@@ -103,27 +112,29 @@ final class WebSocketHandshakeGuard: ChannelInboundHandler, RemovableChannelHand
                 "this server speaks WebSocket version \(supportedVersion) (RFC 6455) only, not '\(versions.joined(separator: ","))'"
             )
         }
-        if fields[values: .secWebSocketKey].count != 1 {
-            return (.badRequest, "a WebSocket upgrade needs exactly one 'Sec-WebSocket-Key'")
+        // RFC 6455 section 4.1: the key is 16 random bytes in base64.
+        let keys = values("Sec-WebSocket-Key")
+        guard keys.count == 1, Data(base64Encoded: keys[0])?.count == 16 else {
+            return (.badRequest, "a WebSocket upgrade needs exactly one 'Sec-WebSocket-Key' (16 bytes in base64)")
         }
-        let connection = fields[values: .connection].flatMap { $0.split(separator: ",") }
-        if !connection.contains(where: { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" }) {
+        if !values("Connection").contains(where: { $0.trimmingCharacters(in: .whitespaces).lowercased() == "upgrade" }) {
             return (.badRequest, "a WebSocket upgrade needs 'Connection: Upgrade'")
         }
         return nil
     }
 
-    private func refuse(context: ChannelHandlerContext, status: HTTPResponse.Status, message: String) {
+    private func refuse(context: ChannelHandlerContext, status: HTTPResponseStatus, message: String) {
         let body = (try? WireCodec.encode(ErrorEnvelope(error: ErrorBody(HeliographError(.badRequest, message))))) ?? Data()
-        var fields: HTTPFields = [
-            .contentType: "application/json; charset=utf-8", .contentLength: String(body.count), .connection: "close",
+        var headers: HTTPHeaders = [
+            "Content-Type": "application/json; charset=utf-8", "Content-Length": String(body.count), "Connection": "close",
         ]
         if status == .upgradeRequired {
             // RFC 6455 section 4.2.2: name the version the server understands.
-            fields[.secWebSocketVersion] = Self.supportedVersion
+            headers.add(name: "Sec-WebSocket-Version", value: Self.supportedVersion)
         }
-        context.write(wrapOutboundOut(.head(HTTPResponse(status: status, headerFields: fields))), promise: nil)
-        context.write(wrapOutboundOut(.body(context.channel.allocator.buffer(bytes: body))), promise: nil)
+        context.write(
+            wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(context.channel.allocator.buffer(bytes: body)))), promise: nil)
         let bound = context.loopBound
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in bound.value.close(promise: nil) }
     }
