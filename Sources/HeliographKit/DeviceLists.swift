@@ -94,9 +94,10 @@ extension HeliographClient {
         }
     }
 
-    /// Signs and publishes a new version of this account's device list, made from the latest
-    /// list this device accepted (never from the server's idea of which devices exist, and
-    /// never claiming anyone's prekeys): `change` edits the entries and revocations.
+    /// Signs the next version of this account's device list, for the caller to send (with a
+    /// publication, an approval or a revocation). It is made from the latest list this device
+    /// accepted, never from the server's idea of which devices exist, and claims nobody's
+    /// prekeys: `change` edits the entries and revocations.
     ///
     /// A device named revoked stays revoked: `change` may add revocations, never remove them,
     /// and an entry for a revoked device is refused.
