@@ -113,9 +113,6 @@ public struct DeviceListChange: Sendable, Equatable {
     public var added: [DeviceID]
     /// Devices listed before and not now.
     public var removed: [DeviceID]
-
-    /// Whether nothing changed.
-    public var isEmpty: Bool { added.isEmpty && removed.isEmpty }
 }
 
 /// The rule a client applies to every device list a server hands it, given the highest list of

@@ -74,7 +74,6 @@ extension HeliographClient {
                     return TrustedDevices(info: info, identity: identity, list: known, notices: notices)
                 }
                 state.contacts[key]?.deviceList = list
-                state.contacts[key]?.deviceListVersion = list.version
                 // A first meeting lists every device as added; that is not news to a person.
                 if known != nil {
                     for device in change.added where !(info.accountId == profile.accountID && device == profile.deviceID) {
@@ -273,7 +272,6 @@ extension HeliographClient {
             let own = self.profile.accountID.description
             state.contacts[own]?.identityKey = identity.publicKey.rawBytes
             state.contacts[own]?.deviceList = nil
-            state.contacts[own]?.deviceListVersion = 0
         }
     }
 }

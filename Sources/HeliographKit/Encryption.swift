@@ -410,15 +410,13 @@ extension HeliographClient {
                 state.peerSessions = state.peerSessions?.filter { !$0.key.hasPrefix(prefix) }
                 state.archivedPeerSessions = state.archivedPeerSessions?.filter { !$0.key.hasPrefix(prefix) }
                 contact = .init(
-                    username: username, identityKey: identity.rawBytes, verified: false, devices: [:], deviceListVersion: 0,
-                    deviceList: nil)
+                    username: username, identityKey: identity.rawBytes, verified: false, devices: [:], deviceList: nil)
             }
             contact.username = username
             state.contacts[key] = contact
         } else {
             state.contacts[key] = .init(
-                username: username, identityKey: identity.rawBytes, verified: isOwnAccount, devices: [:], deviceListVersion: 0,
-                deviceList: nil)
+                username: username, identityKey: identity.rawBytes, verified: isOwnAccount, devices: [:], deviceList: nil)
         }
         return notices
     }

@@ -25,11 +25,12 @@ public struct DeviceKeyState: Codable, Sendable {
         public var verified: Bool
         /// Known devices and their agreement keys.
         public var devices: [String: Data]
-        /// The highest signed device-list version seen; a lower one is refused.
-        public var deviceListVersion: UInt64
         /// The highest signed device list accepted (see `DeviceListPolicy`): sessions are used
         /// only with devices it lists, with exactly the keys it lists.
         public var deviceList: SignedDeviceList?
+
+        /// The version of ``deviceList``, 0 when none was accepted.
+        public var deviceListVersion: UInt64 { deviceList?.version ?? 0 }
     }
 
     /// A session with one device of one account, and the keys it was set up with. The keys are

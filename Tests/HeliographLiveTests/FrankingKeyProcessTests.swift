@@ -4,35 +4,6 @@ import HeliographKit
 import HeliographProtocol
 import Testing
 
-/// Runs `heliograph` with arguments; waits up to `timeout`.
-func heliograph(
-    _ arguments: [String], environment extra: [String: String] = [:], timeout: Duration = .seconds(30)
-)
-    async throws -> CommandResult
-{
-    let process = Process()
-    process.executableURL = binaryDirectory.appendingPathComponent("heliograph")
-    process.arguments = arguments
-    process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
-    let output = Pipe()
-    let error = Pipe()
-    process.standardOutput = output
-    process.standardError = error
-    try process.run()
-    let deadline = ContinuousClock.now + timeout
-    while process.isRunning {
-        guard ContinuousClock.now < deadline else {
-            process.terminate()
-            throw HeliographError(.internalError, "heliograph \(arguments.joined(separator: " ")) did not finish")
-        }
-        try await Task.sleep(for: .milliseconds(20))
-    }
-    return CommandResult(
-        status: process.terminationStatus,
-        output: String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self),
-        error: String(decoding: error.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self))
-}
-
 /// The franking sealing key and `admin rotate-franking-key`, on the real executables.
 extension ProcessTests {
     /// Receives and opens one message.

@@ -79,12 +79,25 @@ struct CommandResult {
 
 /// Runs `helio` with arguments and a profile directory; waits up to `timeout`.
 func helio(_ arguments: [String], configHome: URL, timeout: Duration = .seconds(30)) async throws -> CommandResult {
+    try await runExecutable("helio", arguments, environment: ["XDG_CONFIG_HOME": configHome.path], timeout: timeout)
+}
+
+/// Runs `heliograph` with arguments; waits up to `timeout`.
+func heliograph(
+    _ arguments: [String], environment extra: [String: String] = [:], timeout: Duration = .seconds(30)
+) async throws -> CommandResult {
+    try await runExecutable("heliograph", arguments, environment: extra, timeout: timeout)
+}
+
+/// Runs one of the package's executables with `environment` added to this process's, polling
+/// (not blocking a thread) until it exits; stops it after `timeout`.
+private func runExecutable(
+    _ name: String, _ arguments: [String], environment extra: [String: String], timeout: Duration
+) async throws -> CommandResult {
     let process = Process()
-    process.executableURL = binaryDirectory.appendingPathComponent("helio")
+    process.executableURL = binaryDirectory.appendingPathComponent(name)
     process.arguments = arguments
-    var environment = ProcessInfo.processInfo.environment
-    environment["XDG_CONFIG_HOME"] = configHome.path
-    process.environment = environment
+    process.environment = ProcessInfo.processInfo.environment.merging(extra) { $1 }
     let output = Pipe()
     let error = Pipe()
     process.standardOutput = output
@@ -94,7 +107,7 @@ func helio(_ arguments: [String], configHome: URL, timeout: Duration = .seconds(
     while process.isRunning {
         guard ContinuousClock.now < deadline else {
             process.terminate()
-            throw HeliographError(.internalError, "helio \(arguments.joined(separator: " ")) did not finish")
+            throw HeliographError(.internalError, "\(name) \(arguments.joined(separator: " ")) did not finish")
         }
         try await Task.sleep(for: .milliseconds(20))
     }
