@@ -29,8 +29,11 @@ struct DeviceLinking: Sendable {
     /// (false) or waits for approval (true); performs a recovery's identity change.
     func admit(_ request: LoginRequest, to account: Account, challenge: LoginChallenge) async throws -> Bool {
         if let agreementKey = request.agreementKey {
-            guard agreementKey.count == 32, agreementKey.contains(where: { $0 != 0 }) else {
-                throw HeliographError(.invalidKey, "agreementKey must be a 32-byte X25519 public key")
+            // The same rule as every published agreement key: 32 bytes, not of small order.
+            do {
+                try X25519Point.check(agreementKey, as: "agreementKey")
+            } catch {
+                throw HeliographError(.invalidKey, error.message)
             }
         }
         let devices = try await storage.devices.devices(of: account.id)

@@ -26,7 +26,8 @@ struct DeviceLinkingTests {
 
     @Test("a login without its agreement key, a sixth waiting device, and another key than the committed one are refused")
     func waitingDeviceLimits() async throws {
-        try await TestServer.run { server in
+        // A dozen logins to one account: more than its login burst, which is not what this tests.
+        try await TestServer.run(configure: { $0.loginAccountBurst = 100 }) { server in
             let phone = try await server.register("alice", device: "phone")
             let identity = try IdentityKeyPair(privateKeyBytes: phone.profile.identityPrivateKey)
             func login(agreementKey: Data?) async throws -> LoginResponse {
@@ -46,6 +47,11 @@ struct DeviceLinkingTests {
             }
             let missing = await #expect(throws: HeliographError.self) { _ = try await login(agreementKey: nil) }
             #expect(missing?.code == .badRequest)
+            // A key of small order (here u = 1) is refused as it is everywhere else.
+            var smallOrder = Data(repeating: 0, count: 32)
+            smallOrder[0] = 1
+            let weak = await #expect(throws: HeliographError.self) { _ = try await login(agreementKey: smallOrder) }
+            #expect(weak?.code == .invalidKey)
             var waiting: [LoginResponse] = []
             for _ in 0..<Device.maximumPending {
                 waiting.append(try await login(agreementKey: AgreementKeyPair().publicKeyBytes))
