@@ -224,6 +224,107 @@ enum SQLiteSchema {
                     );
                     """)
         }
+        migrator.registerMigration("v6-chats") { db in
+            // The log is an ordinary rowid table: its rows carry whole messages, too large for
+            // WITHOUT ROWID to pay off. The small per-member and per-message tables are clustered
+            // on their keys. A message's views and reactions live in tables of their own, one row
+            // per account, so each counts an account once. Invites and join requests keep rowids
+            // to order rows made in the same millisecond by when they were stored.
+            try db.execute(
+                sql: """
+                    CREATE TABLE chats (
+                        id TEXT PRIMARY KEY NOT NULL,
+                        kind TEXT NOT NULL,
+                        title TEXT NOT NULL,
+                        about TEXT NOT NULL,
+                        username TEXT,
+                        username_canonical TEXT UNIQUE,
+                        created_at INTEGER NOT NULL,
+                        slow_mode_seconds INTEGER NOT NULL,
+                        sign_posts INTEGER NOT NULL,
+                        hides_forward_origin INTEGER NOT NULL,
+                        member_count INTEGER NOT NULL,
+                        last_seq INTEGER NOT NULL,
+                        membership_version INTEGER NOT NULL,
+                        removal_version INTEGER NOT NULL
+                    );
+                    CREATE INDEX chats_public_by_size ON chats(member_count DESC, id) WHERE username_canonical IS NOT NULL;
+                    CREATE TABLE chat_members (
+                        chat_id TEXT NOT NULL REFERENCES chats(id),
+                        account_id TEXT NOT NULL,
+                        role TEXT NOT NULL,
+                        rights INTEGER NOT NULL,
+                        joined_at INTEGER NOT NULL,
+                        read_seq INTEGER NOT NULL,
+                        muted INTEGER NOT NULL,
+                        last_post_at INTEGER,
+                        PRIMARY KEY (chat_id, account_id)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX chat_members_by_account ON chat_members(account_id);
+                    CREATE INDEX chat_members_by_role ON chat_members(chat_id, role, account_id);
+                    CREATE TABLE chat_log (
+                        chat_id TEXT NOT NULL REFERENCES chats(id),
+                        seq INTEGER NOT NULL,
+                        kind TEXT NOT NULL,
+                        message_id TEXT NOT NULL,
+                        sender_account_id TEXT NOT NULL,
+                        sender_username TEXT NOT NULL,
+                        sender_device_id TEXT NOT NULL,
+                        server_time INTEGER NOT NULL,
+                        target INTEGER,
+                        payload BLOB NOT NULL,
+                        content_hash BLOB,
+                        edited_at INTEGER,
+                        deleted INTEGER NOT NULL DEFAULT 0,
+                        pinned INTEGER NOT NULL DEFAULT 0,
+                        views INTEGER NOT NULL DEFAULT 0,
+                        PRIMARY KEY (chat_id, seq)
+                    );
+                    CREATE UNIQUE INDEX chat_log_idempotency ON chat_log(chat_id, sender_device_id, message_id);
+                    CREATE INDEX chat_log_messages ON chat_log(chat_id, seq) WHERE kind = 'message';
+                    CREATE TABLE chat_reactions (
+                        chat_id TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        account_id TEXT NOT NULL,
+                        emoji TEXT NOT NULL,
+                        PRIMARY KEY (chat_id, seq, account_id)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE chat_views (
+                        chat_id TEXT NOT NULL,
+                        seq INTEGER NOT NULL,
+                        account_id TEXT NOT NULL,
+                        PRIMARY KEY (chat_id, seq, account_id)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE chat_bans (
+                        chat_id TEXT NOT NULL REFERENCES chats(id),
+                        account_id TEXT NOT NULL,
+                        banned_by TEXT NOT NULL,
+                        banned_at INTEGER NOT NULL,
+                        banned_until INTEGER,
+                        PRIMARY KEY (chat_id, account_id)
+                    ) WITHOUT ROWID;
+                    CREATE TABLE chat_invites (
+                        code TEXT PRIMARY KEY NOT NULL,
+                        chat_id TEXT NOT NULL REFERENCES chats(id),
+                        created_by TEXT NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        expires_at INTEGER,
+                        usage_limit INTEGER,
+                        uses INTEGER NOT NULL,
+                        requires_approval INTEGER NOT NULL,
+                        revoked_at INTEGER
+                    );
+                    CREATE INDEX chat_invites_by_chat ON chat_invites(chat_id, created_at);
+                    CREATE TABLE chat_join_requests (
+                        chat_id TEXT NOT NULL REFERENCES chats(id),
+                        account_id TEXT NOT NULL,
+                        requested_at INTEGER NOT NULL,
+                        invite_code TEXT NOT NULL,
+                        PRIMARY KEY (chat_id, account_id)
+                    );
+                    CREATE INDEX chat_join_requests_by_time ON chat_join_requests(chat_id, requested_at);
+                    """)
+        }
         return migrator
     }
 
