@@ -236,7 +236,8 @@ struct PostgresChatStore: ChatStore {
                         requires_approval, revoked_at)
                     VALUES (\(invite.code), \(invite.chatID.rawValue), \(invite.createdBy.rawValue),
                         \(invite.createdAt.millisecondsSince1970), \(invite.expiresAt?.millisecondsSince1970),
-                        \(invite.usageLimit), \(invite.uses), \(invite.requiresApproval), \(invite.revokedAt?.millisecondsSince1970))
+                        \(invite.usageLimit), \(invite.uses), \(invite.requiresApproval),
+                        \(invite.revokedAt?.millisecondsSince1970))
                     """, logger: logger)
             }
         } catch let error as PSQLError where error.sqlState == foreignKeyViolation {
@@ -820,12 +821,14 @@ struct PostgresChatLogStore: ChatLogStore {
         return try await withDeadline(timeout, what: "count chat views") {
             try await inTransaction(client, logger: logger) { connection in
                 // A view row per account and message; the counter on the message moves only for
-                // rows that are new, so repeats and concurrent repeats count once.
+                // rows that are new, so repeats and concurrent repeats count once. View rows are
+                // taken in sequence order, so two calls over the same messages queue rather than cross.
                 try await connection.query(
                     """
                     WITH known AS (
                         SELECT seq FROM chat_log
                         WHERE chat_id = \(chatID.rawValue) AND seq = ANY(\(sequences)::int8[]) AND kind = 'message'
+                        ORDER BY seq
                     ), counted AS (
                         INSERT INTO chat_views (chat_id, seq, account_id)
                         SELECT \(chatID.rawValue), seq, \(accountID.rawValue) FROM known
