@@ -74,6 +74,36 @@ public struct HeliographError: Error, Sendable, Equatable, CustomStringConvertib
         public static let ackOutOfRange = Code("ack_out_of_range")
         /// Too many requests; retry after the given delay.
         public static let rateLimited = Code("rate_limited")
+        // Groups and channels
+        /// No group or channel has this id or name, or the caller may not see it.
+        public static let unknownChat = Code("unknown_chat")
+        /// No message of the chat has this sequence number (or it is not a message).
+        public static let unknownMessage = Code("unknown_message")
+        /// The caller is not a member of the chat, or the account named is not.
+        public static let notAMember = Code("not_a_member")
+        /// The account is already a member.
+        public static let alreadyMember = Code("already_member")
+        /// The caller's role lacks the right this needs.
+        public static let missingRight = Code("missing_right")
+        /// The account is banned from the chat.
+        public static let banned = Code("banned")
+        /// The chat is at its member limit.
+        public static let chatFull = Code("chat_full")
+        /// The invite link was revoked.
+        public static let inviteRevoked = Code("invite_revoked")
+        /// The invite link has expired.
+        public static let inviteExpired = Code("invite_expired")
+        /// The invite link reached its use limit.
+        public static let inviteUsedUp = Code("invite_used_up")
+        /// Slow mode: the member must wait before posting again.
+        public static let slowMode = Code("slow_mode")
+        /// A private group's membership change is not signed by an admin with the right, or does
+        /// not follow the current version.
+        public static let invalidMembershipChange = Code("invalid_membership_change")
+        /// A membership change raced another one; fetch the chain and sign again.
+        public static let membershipConflict = Code("membership_conflict")
+        /// A private-group post made with a sender key older than the latest removal.
+        public static let staleSenderKey = Code("stale_sender_key")
         // Server
         /// The store is unreachable for now; retrying later will work.
         public static let temporarilyUnavailable = Code("temporarily_unavailable")

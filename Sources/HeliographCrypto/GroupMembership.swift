@@ -295,8 +295,10 @@ public struct GroupMembershipState: Sendable, Equatable {
 
     /// The group.
     public private(set) var chat: ChatID
-    /// The title set at creation.
-    public private(set) var title: String
+    /// The title set at creation, if the creator put one in the signed change. Heliograph's
+    /// clients do not: the server reads the change, and a private group's title travels only
+    /// end-to-end encrypted, with the sender keys.
+    public private(set) var title: String?
     /// The members by account, with the identity keys their changes must be signed with.
     public private(set) var members: [AccountID: MembershipChange.Member]
     /// The version of the last change applied.
@@ -310,7 +312,7 @@ public struct GroupMembershipState: Sendable, Equatable {
     /// The owner's account.
     public var owner: AccountID? { members.values.first { $0.role == .owner }?.account }
 
-    private init(chat: ChatID, title: String, members: [AccountID: MembershipChange.Member], version: Int64, hash: Data) {
+    private init(chat: ChatID, title: String?, members: [AccountID: MembershipChange.Member], version: Int64, hash: Data) {
         self.chat = chat
         self.title = title
         self.members = members
@@ -319,7 +321,7 @@ public struct GroupMembershipState: Sendable, Equatable {
         removalVersion = 0
     }
 
-    /// The state after the creation: version 1, `previous` all zeros, a title of 1–128
+    /// The state after the creation: version 1, `previous` all zeros, no title or one of 1–128
     /// characters, at most ``memberLimit`` members of whom exactly one is the owner — the
     /// actor, whose identity key listed in the change signed it.
     public static func genesis(_ signed: SignedMembershipChange) throws(HeliographError) -> GroupMembershipState {
@@ -330,7 +332,7 @@ public struct GroupMembershipState: Sendable, Equatable {
         guard change.previous == MembershipChange.genesisPrevious else {
             throw refusal("the creation must name 32 zero bytes as its previous hash")
         }
-        guard let title = change.title else { throw refusal("the creation must carry the group's title") }
+        let title = change.title
         let owners = change.members.filter { $0.role == .owner }
         guard owners.count == 1, let owner = owners.first else {
             throw refusal("the creation must list exactly one owner (got \(owners.count))")

@@ -13,6 +13,12 @@ public enum ConnectionEvent: Sendable {
     case envelope(WireEnvelope)
     /// An error frame not tied to a request (for example a refused acknowledgement, a revocation).
     case error(HeliographError)
+    /// A new update of a group or channel the account is a member of.
+    case chatUpdate(WireChatUpdate)
+    /// The account's read position in a chat moved on another of its devices.
+    case readPosition(ChatID, Int64)
+    /// The server dropped chat updates for this socket: sync the chats.
+    case chatsChanged
 }
 
 /// One WebSocket to a Heliograph server: requests with ids, and pushed events.
@@ -197,6 +203,16 @@ public final class HeliographConnection: Sendable {
             if let frame = try? WireCodec.decode(EnvelopeFrame.self, from: data) {
                 eventContinuation.yield(.envelope(frame.envelope))
             }
+        case .chatUpdate:
+            if let frame = try? WireCodec.decode(ChatUpdateFrame.self, from: data) {
+                eventContinuation.yield(.chatUpdate(frame.update))
+            }
+        case .readPosition:
+            if let frame = try? WireCodec.decode(ReadPositionFrame.self, from: data) {
+                eventContinuation.yield(.readPosition(frame.chatId, frame.readSeq))
+            }
+        case .chatsChanged:
+            eventContinuation.yield(.chatsChanged)
         case .error:
             if let error = head.error {
                 let failure = error.heliographError

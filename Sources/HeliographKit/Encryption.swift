@@ -222,6 +222,16 @@ extension HeliographClient {
     /// come back as notices.
     @discardableResult
     public func sendEncrypted(text: String, to username: String, messageID: MessageID = .random()) async throws -> EncryptedSend {
+        try await sendEncrypted(text: text, control: nil, to: username, messageID: messageID)
+    }
+
+    /// ``sendEncrypted(text:to:messageID:)`` with an optional private-group control (sender key,
+    /// title) inside the encrypted content.
+    func sendEncrypted(
+        text: String, control: GroupControl?, to username: String, messageID: MessageID = .random()
+    )
+        async throws -> EncryptedSend
+    {
         let profile = self.profile
         // A read, not an update: this runs on every send, and an update rewrites the file.
         if try !keyStore.exists || !keyStore.read().published { try await prepareEncryption() }
@@ -240,10 +250,11 @@ extension HeliographClient {
             notices += try await ensureSessions(with: recipient, targets: recipientTargets)
             if let own, !ownTargets.isEmpty { notices += try await ensureSessions(with: own, targets: ownTargets) }
 
-            let body = try WireCodec.encode(
-                MessageContent(
-                    text: text, sentAt: Date().millisecondsSince1970,
-                    to: recipient.info.accountId == profile.accountID ? nil : recipient.info.username))
+            var content = MessageContent(
+                text: text, sentAt: Date().millisecondsSince1970,
+                to: recipient.info.accountId == profile.accountID ? nil : recipient.info.username)
+            content.group = control
+            let body = try WireCodec.encode(content)
             let frankingKey = Franking.newKey()
             let commitment = Franking.commitment(
                 frankingKey: frankingKey, messageID: messageID.rawValue, sender: profile.accountID, body: body)
@@ -496,6 +507,9 @@ extension HeliographClient {
         }
         switch outcome {
         case .success(var decrypted):
+            if let control = decrypted.content.group {
+                try acceptGroupControl(control, from: message.senderAccount, device: senderDevice)
+            }
             for notice in notices { logger.notice("key notice", metadata: ["notice": "\(notice)"]) }
             decrypted.notices = notices
             if case .setup = sealed { await refillPrekeysQuietly() }

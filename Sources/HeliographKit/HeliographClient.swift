@@ -353,6 +353,9 @@ public final class HeliographClient: Sendable {
                             continuation.yield(IncomingMessage(envelope))
                         case .error(let error):
                             logger.warning("server error", metadata: ["error": "\(error)"])
+                        case .chatUpdate, .readPosition, .chatsChanged:
+                            // Chats are followed by `chatEvents()`.
+                            break
                         }
                     }
                 } onCancel: {

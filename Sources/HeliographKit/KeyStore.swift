@@ -122,6 +122,34 @@ public struct DeviceKeyState: Codable, Sendable {
     public var retiredLastResort: [UInt32: PrivatePrekey]?
     /// When the current last-resort key was made (ms).
     public var lastResortCreatedAt: Int64?
+    /// Private groups by chat id: their verified membership chain and sender keys.
+    public var groups: [String: GroupKeys]?
+
+    /// What this device keeps about one private group.
+    public struct GroupKeys: Codable, Sendable {
+        /// The signed membership changes accepted, in order (replayed to get the members).
+        public var chain: [Data] = []
+        /// The title, from the creator's control message.
+        public var title: String?
+        /// This device's sending chain.
+        public var ownKey: SenderKeyState?
+        /// The devices (`account/device`) the own chain was given to.
+        public var ownKeyRecipients: [String] = []
+        /// When the member devices were last checked for the own chain (ms).
+        public var checkedAt: Int64 = 0
+        /// The membership version they were checked at.
+        public var checkedVersion: Int64 = 0
+        /// The log position up to which membership changes were taken in.
+        public var membershipPosition: Int64?
+        /// Other devices' chains by `account/device/keyID`.
+        public var received: [String: SenderKeyState] = [:]
+        /// Plaintexts of this device's own recent posts by message id (its own chain cannot
+        /// open them again).
+        public var sent: [String: Data] = [:]
+
+        /// Creates an empty record.
+        public init() {}
+    }
 
     /// A fresh state with a new agreement key.
     public init() {

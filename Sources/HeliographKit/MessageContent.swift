@@ -1,5 +1,6 @@
 import Foundation
 import HeliographCore
+import HeliographCrypto
 
 /// What a person writes, as carried inside an envelope's payload.
 ///
@@ -11,12 +12,33 @@ public struct MessageContent: Codable, Sendable, Equatable {
     public var sentAt: Int64
     /// For the copies a sender's other devices get: whom the message was sent to.
     public var to: String?
+    /// A private group's key material and title for this recipient (a control message: the
+    /// text is empty and nothing is shown).
+    public var group: GroupControl?
 
     /// Creates content.
     public init(text: String, sentAt: Int64, to: String? = nil) {
         self.text = text
         self.sentAt = sentAt
         self.to = to
+    }
+}
+
+/// What a member device sends the others of a private group over their pairwise sessions: its
+/// sender key (so they can read its posts) and the group's title (which the server never sees).
+public struct GroupControl: Codable, Sendable, Equatable {
+    /// The group.
+    public var chatId: ChatID
+    /// The title, as the creator set it.
+    public var title: String?
+    /// The sending device's current sender key.
+    public var senderKey: SenderKeyDistribution?
+
+    /// Creates the value.
+    public init(chatId: ChatID, title: String?, senderKey: SenderKeyDistribution?) {
+        self.chatId = chatId
+        self.title = title
+        self.senderKey = senderKey
     }
 }
 

@@ -24,6 +24,8 @@ public struct Profile: Codable, Sendable, Equatable {
     public var identityPrivateKey: Data
     /// The highest inbox sequence number processed and acknowledged; delivery resumes after it.
     public var lastAcknowledged: Int64
+    /// Per group or channel (by id): the last position of its log this device processed.
+    public var chatPositions: [String: Int64]?
 
     /// Creates a profile.
     public init(

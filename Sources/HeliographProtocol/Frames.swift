@@ -33,14 +33,76 @@ public enum APIMethod: String, Codable, Sendable, CaseIterable {
     case verifyReport
     /// Approve a device of the caller's account that logged in and waits (device linking).
     case approveDevice
+    /// Create a private group, public group or channel.
+    case createChat
+    /// A chat's facts and the caller's role.
+    case chatInfo
+    /// Change a chat's title, description, public name or settings.
+    case updateChat
+    /// A public chat by its name.
+    case resolveChat
+    /// Public chats by title words or name.
+    case searchChats
+    /// One page of a chat's members.
+    case chatMembers
+    /// Add accounts to a public group or channel.
+    case addMembers
+    /// Remove a member.
+    case removeMember
+    /// Leave a chat.
+    case leaveChat
+    /// Ban an account (optionally until a time).
+    case banMember
+    /// Lift a ban.
+    case unbanMember
+    /// Make an account admin with rights, change them, or make it a member again.
+    case setAdmin
+    /// Hand the chat to another member.
+    case transferOwnership
+    /// A private group's next admin-signed membership change.
+    case changeMembership
+    /// Join by public name or invite link.
+    case joinChat
+    /// Make an invite link.
+    case createInvite
+    /// Revoke an invite link.
+    case revokeInvite
+    /// A chat's invite links.
+    case listInvites
+    /// Pending join requests.
+    case joinRequests
+    /// Let a join request in, or decline it.
+    case decideJoinRequest
+    /// Post a message to a chat.
+    case post
+    /// Edit a message of a public chat.
+    case editMessage
+    /// Delete a message of a public chat for everyone.
+    case deleteMessage
+    /// Pin or unpin a message of a public chat.
+    case pinMessage
+    /// Set or withdraw the caller's reaction to a message of a public chat.
+    case react
+    /// Messages of a chat in their current state, newest first.
+    case chatHistory
+    /// A chat's log after a position.
+    case chatUpdates
+    /// The caller's chats with last message, unread count, read position and mute flag.
+    case chatList
+    /// After a reconnect: which chats have news for the positions a device holds.
+    case syncChats
+    /// Move the account's read position in a chat.
+    case markRead
+    /// Mute or unmute a chat.
+    case muteChat
+    /// Count views of channel posts, once per account.
+    case recordViews
 
     /// Whether the method needs an authenticated session.
     public var requiresSession: Bool {
         switch self {
         case .register, .lookupAccount, .challenge, .login, .authenticate: false
-        case .listDevices, .revokeDevice, .send, .fetchInbox, .ack, .publishKeys, .keyStatus, .fetchKeys, .verifyReport,
-            .approveDevice:
-            true
+        default: true
         }
     }
 }
@@ -61,6 +123,12 @@ public enum ServerFrameType: String, Codable, Sendable {
     case envelope
     /// An error not tied to a request (malformed frame, bad ack).
     case error
+    /// A new update in a chat the account is a member of.
+    case chatUpdate
+    /// The account's read position in a chat moved (on another of its devices).
+    case readPosition
+    /// Chat updates for this socket were dropped: sync the chats.
+    case chatsChanged
 }
 
 /// The routing fields of a client frame, decoded before the body so the body's type is known.

@@ -27,6 +27,7 @@ struct APIDispatcher: Sendable {
         func reply<T: Codable & Sendable>(_ value: T) throws -> Data {
             try WireCodec.encode(ResponseFrame(id: id, status: method.successStatus, body: value, error: nil))
         }
+        let chats = services.chats
         switch method {
         case .register: return try reply(try await services.accounts.register(try body(RegisterRequest.self), from: client))
         case .lookupAccount: return try reply(try await services.accounts.lookup(try body(LookupAccountRequest.self)))
@@ -47,6 +48,46 @@ struct APIDispatcher: Sendable {
         case .fetchKeys: return try reply(try await services.keys.fetch(try body(FetchKeysRequest.self), by: try session()))
         case .verifyReport:
             return try reply(try await services.reports.verify(try body(FrankedReportRequest.self), by: try session()))
+        case .createChat: return try reply(try await chats.create(try body(CreateChatRequest.self), by: try session()))
+        case .chatInfo: return try reply(try await chats.info(try body(ChatRef.self), for: try session()))
+        case .updateChat: return try reply(try await chats.update(try body(UpdateChatRequest.self), by: try session()))
+        case .resolveChat: return try reply(try await chats.resolve(try body(ResolveChatRequest.self), for: try session()))
+        case .searchChats:
+            _ = try session()
+            return try reply(try await chats.search(try body(SearchChatsRequest.self)))
+        case .chatMembers: return try reply(try await chats.members(try body(ChatMembersRequest.self), for: try session()))
+        case .addMembers: return try reply(try await chats.addMembers(try body(AddMembersRequest.self), by: try session()))
+        case .removeMember:
+            return try reply(try await chats.removeMember(try body(ChatMemberRequest.self), by: try session()))
+        case .leaveChat: return try reply(try await chats.leave(try body(ChatRef.self), by: try session()))
+        case .banMember: return try reply(try await chats.ban(try body(BanMemberRequest.self), by: try session()))
+        case .unbanMember: return try reply(try await chats.unban(try body(ChatMemberRequest.self), by: try session()))
+        case .setAdmin: return try reply(try await chats.setAdmin(try body(SetAdminRequest.self), by: try session()))
+        case .transferOwnership:
+            return try reply(try await chats.transfer(try body(ChatMemberRequest.self), by: try session()))
+        case .changeMembership:
+            return try reply(try await chats.changeMembership(try body(ChangeMembershipRequest.self), by: try session()))
+        case .joinChat: return try reply(try await chats.join(try body(JoinChatRequest.self), by: try session()))
+        case .createInvite:
+            return try reply(try await chats.createInvite(try body(CreateInviteRequest.self), by: try session()))
+        case .revokeInvite: return try reply(try await chats.revokeInvite(try body(InviteRef.self), by: try session()))
+        case .listInvites: return try reply(try await chats.invites(try body(ChatRef.self), for: try session()))
+        case .joinRequests: return try reply(try await chats.joinRequests(try body(ChatRef.self), for: try session()))
+        case .decideJoinRequest:
+            return try reply(try await chats.decideJoinRequest(try body(DecideJoinRequest.self), by: try session()))
+        case .post: return try reply(try await chats.post(try body(PostRequest.self), by: try session()))
+        case .editMessage: return try reply(try await chats.edit(try body(EditMessageRequest.self), by: try session()))
+        case .deleteMessage:
+            return try reply(try await chats.delete(try body(MessageActionRequest.self), by: try session()))
+        case .pinMessage: return try reply(try await chats.pin(try body(MessageActionRequest.self), by: try session()))
+        case .react: return try reply(try await chats.react(try body(ReactRequest.self), by: try session()))
+        case .chatHistory: return try reply(try await chats.history(try body(ChatHistoryRequest.self), for: try session()))
+        case .chatUpdates: return try reply(try await chats.updates(try body(ChatUpdatesRequest.self), for: try session()))
+        case .chatList: return try reply(try await chats.list(for: try session()))
+        case .syncChats: return try reply(try await chats.sync(try body(SyncChatsRequest.self), for: try session()))
+        case .markRead: return try reply(try await chats.markRead(try body(MarkReadRequest.self), by: try session()))
+        case .muteChat: return try reply(try await chats.mute(try body(MuteChatRequest.self), by: try session()))
+        case .recordViews: return try reply(try await chats.recordViews(try body(RecordViewsRequest.self), by: try session()))
         case .authenticate:
             throw HeliographError(.badRequest, "authenticate is handled by the socket")
         }

@@ -52,11 +52,14 @@ public struct HeliographServices: Sendable {
     public let reports: ReportVerificationService
     /// The server's franking keys (sealed in the database, rotated, shared by every node).
     public let frankingKeys: FrankingKeyring
+    /// Groups and channels.
+    public let chats: ChatService
 
     /// Wires the services over one storage backend.
     public init(
         storage: any HeliographStorage, configuration: ServerConfiguration, clock: any WallClock, hub: DeliveryHub,
-        metrics: ServerMetrics, revocations: RevocationRegistry
+        metrics: ServerMetrics, revocations: RevocationRegistry, fanout: ChatFanout = ChatFanout(),
+        logger: Logger = Logger(label: "heliograph")
     ) {
         let authLimits = AuthLimits(configuration)
         accounts = AccountService(storage: storage, clock: clock, limits: authLimits)
@@ -74,6 +77,10 @@ public struct HeliographServices: Sendable {
             pairLimiter: RateLimiter(rate: configuration.pairSendRate, burst: configuration.pairSendBurst), franking: franking)
         keys = KeyService(storage: storage, accounts: accounts, clock: clock, fetchLimits: KeyFetchLimits(configuration))
         reports = ReportVerificationService(storage: storage, keyring: franking)
+        chats = ChatService(
+            storage: storage, clock: clock, configuration: configuration, accounts: accounts, fanout: fanout,
+            postLimiter: RateLimiter(rate: configuration.accountPostRate, burst: configuration.accountPostBurst),
+            logger: logger)
     }
 }
 
@@ -101,11 +108,14 @@ public func buildApplication(
     let metrics = ServerMetrics()
     // One per node: the services revoke through it, every socket checks it, the feed feeds it.
     let revocations = RevocationRegistry()
+    // One per node: which sockets here follow which chats.
+    let fanout = ChatFanout()
     let services = HeliographServices(
-        storage: storage, configuration: configuration, clock: clock, hub: hub, metrics: metrics, revocations: revocations)
+        storage: storage, configuration: configuration, clock: clock, hub: hub, metrics: metrics, revocations: revocations,
+        fanout: fanout, logger: logger)
     let gateway = SocketGateway(
         services: services, storage: storage, hub: hub, metrics: metrics, configuration: configuration, clock: clock,
-        sockets: sockets, revocations: revocations)
+        sockets: sockets, revocations: revocations, fanout: fanout)
 
     let router = Router(context: HeliographRequestContext.self)
     router.add(middleware: ErrorMiddleware())
@@ -134,7 +144,9 @@ public func buildApplication(
     var background: [any Service] = [StorageCloser(storage: storage), sweeper]
     if let feed = storage.changeFeed {
         background.append(
-            ChangeFeedRelay(feed: feed, hub: hub, revocations: revocations, devices: storage.devices, logger: logger))
+            ChangeFeedRelay(
+                feed: feed, hub: hub, revocations: revocations, devices: storage.devices, chats: services.chats,
+                fanout: fanout, logger: logger))
     }
     if let address = configuration.metricsAddress {
         background.append(
@@ -226,6 +238,8 @@ struct ChangeFeedRelay: Service {
     let hub: DeliveryHub
     let revocations: RevocationRegistry
     let devices: any DeviceStore
+    let chats: ChatService
+    let fanout: ChatFanout
     let logger: Logger
 
     func run() async throws {
@@ -240,8 +254,20 @@ struct ChangeFeedRelay: Service {
                 switch change {
                 case .devices(let devices): hub.wake(devices)
                 case .revoked(let devices): revocations.revoke(devices)
+                case .chats(let ids):
+                    do { try await chats.relayGrowth(of: ids) } catch {
+                        // Devices fetch the gap themselves on their next sync.
+                        logger.warning("relaying chat updates failed", metadata: ["error": "\(String(reflecting: error))"])
+                    }
+                case .memberships(let chat, let accounts):
+                    do { try await chats.relayMemberships(chat, accounts) } catch {
+                        logger.warning("relaying a membership change failed", metadata: ["error": "\(String(reflecting: error))"])
+                        fanout.announceChatsChanged()
+                    }
                 case .all:
                     hub.wakeAll()
+                    // Chat updates may have been missed too: every socket syncs its chats.
+                    fanout.announceChatsChanged()
                     revocations.gap()
                     gapSeen.yield()
                 }

@@ -10,13 +10,18 @@ enum ErrorMapping {
     /// The HTTP status (also used in WebSocket responses) for an error code.
     static func status(for code: HeliographError.Code) -> Int {
         switch code {
-        case .badRequest, .unknownMethod, .invalidUsername, .invalidMessageID, .invalidKey, .ackOutOfRange: 400
+        case .badRequest, .unknownMethod, .invalidUsername, .invalidMessageID, .invalidKey, .ackOutOfRange,
+            .invalidMembershipChange:
+            400
         case .unauthenticated, .tokenExpired, .deviceRevoked, .badSignature, .challengeExpired: 401
-        case .forbidden, .devicePending, .recoveryRequired: 403
-        case .notFound, .unknownAccount, .unknownDevice, .noDevices: 404
-        case .usernameTaken, .deviceListMismatch, .idempotencyConflict: 409
+        case .forbidden, .devicePending, .recoveryRequired, .notAMember, .missingRight, .banned: 403
+        case .notFound, .unknownAccount, .unknownDevice, .noDevices, .unknownChat, .unknownMessage: 404
+        case .usernameTaken, .deviceListMismatch, .idempotencyConflict, .alreadyMember, .chatFull, .membershipConflict,
+            .staleSenderKey:
+            409
+        case .inviteRevoked, .inviteExpired, .inviteUsedUp: 410
         case .payloadTooLarge: 413
-        case .rateLimited: 429
+        case .rateLimited, .slowMode: 429
         case .temporarilyUnavailable, .shuttingDown: 503
         default: 500
         }

@@ -149,6 +149,8 @@ struct HTTPRoutes: Sendable {
             return try JSONBody.response(
                 try await services.reports.verify(try await decode(FrankedReportRequest.self, request), by: caller))
         }
+        ChatRoutes(chats: services.chats, maxBodyBytes: maxBodyBytes, authenticate: { try await authenticate($0) })
+            .register(on: v1)
         /// POST /v1/inbox/ack — acknowledge up to a sequence number.
         v1.post("inbox/ack") { request, _ in
             let caller = try await authenticate(request)

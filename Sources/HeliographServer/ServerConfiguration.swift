@@ -1,4 +1,5 @@
 import Foundation
+import HeliographCore
 import HeliographCrypto
 
 /// Everything `heliograph serve` can be told, with the defaults a fresh machine needs.
@@ -87,6 +88,17 @@ public struct ServerConfiguration: Sendable {
     /// How often a node reads which franking key is current, bounding how long after a
     /// rotation a node still tags with the previous key.
     public var frankingKeyRefreshInterval: Duration = .seconds(60)
+    /// How far behind (in updates) a device may be in one chat and still get the updates after
+    /// its position; further behind it is told "too long" and refetches the chat's history.
+    public var chatGapLimit: Int = 1_000
+    /// Member limits per chat kind (nil: no limit). The defaults are the kinds' own limits; an
+    /// operator may raise them, and tests lower them to reach them.
+    public var chatMemberLimits: [ChatKind: Int] = Dictionary(
+        uniqueKeysWithValues: ChatKind.allCases.compactMap { kind in kind.memberLimit.map { (kind, $0) } })
+    /// Posts and message operations per account per second in groups and channels.
+    public var accountPostRate: Double = 20
+    /// Burst of posts and message operations per account.
+    public var accountPostBurst: Double = 100
 
     /// The defaults.
     public init() {}

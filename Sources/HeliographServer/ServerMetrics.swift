@@ -21,6 +21,8 @@ public struct ServerMetrics: Sendable {
     let storeEnqueueTime: Metrics.Timer
     /// Time spent in the store reading a batch of inbox envelopes for a push.
     let storeFetchTime: Metrics.Timer
+    /// Chat updates written to member sockets (one per socket per update).
+    let chatPushes: Metrics.Counter
     /// The factory that makes per-code error counters on demand.
     let registryFactory: PrometheusMetricsFactory
 
@@ -42,7 +44,11 @@ public struct ServerMetrics: Sendable {
         storeEnqueueTime = Metrics.Timer(
             label: "heliograph_store_seconds", dimensions: [("operation", "enqueue")], factory: factory)
         storeFetchTime = Metrics.Timer(label: "heliograph_store_seconds", dimensions: [("operation", "fetch")], factory: factory)
+        chatPushes = Metrics.Counter(label: "heliograph_chat_pushes_total", factory: factory)
     }
+
+    /// Counts chat updates written to sockets.
+    func recordChatPushes(_ count: Int) { if count > 0 { chatPushes.increment(by: Int64(count)) } }
 
     /// Records how many devices have a socket on this node.
     func recordConnectedDevices(_ count: Int) { connectedDevices.record(count) }

@@ -25,6 +25,8 @@ struct SocketGateway: Sendable {
     /// Every authenticated socket joins it, so a revocation closes the socket wherever it is
     /// heard (see ``RevocationRegistry``), whether the socket receives or not.
     let revocations: RevocationRegistry
+    /// Chat updates for the sockets of members.
+    let fanout: ChatFanout
 
     /// How many envelopes one inbox read returns.
     static let deliveryBatch = 256
@@ -54,6 +56,8 @@ struct SocketGateway: Sendable {
     private struct SocketState {
         var device: AuthenticatedDevice?
         var registration: UInt64?
+        /// The socket's id in the chat fan-out, once it receives.
+        var chatRegistration: UInt64?
         /// The socket's id in the revocation registry, once authenticated.
         var revocation: UInt64?
         /// The device was revoked: every later frame is refused, and the socket closes.
@@ -141,6 +145,7 @@ struct SocketGateway: Sendable {
                 metrics.recordConnectedDevices(hub.connectedDeviceCount)
             }
             if let revocation = state.withLock({ $0.revocation }) { revocations.remove(revocation) }
+            if let chatRegistration = state.withLock({ $0.chatRegistration }) { fanout.unregister(chatRegistration) }
         } onGracefulShutdown: {
             // Normally the drain (SocketRegistry) has already told this socket; this covers
             // hosts that stop the server without draining first.
@@ -271,14 +276,23 @@ struct SocketGateway: Sendable {
         guard request.receive ?? true else {
             return try Self.sessionResponse(id: id, device: device, lastSequence: lastSequence)
         }
+        // The chats it follows are read before the socket registers for them: an update committed
+        // in between is not pushed, but the device's sync after authenticating fetches it.
+        let chats = try await storage.chats.memberships(of: device.accountID, limit: ChatService.maximumChatList).map(
+            \.chat.id)
         let (registration, wakeups, mailbox) = hub.register(device.deviceID)
-        state.withLock { $0.registration = registration }
+        let (chatRegistration, sink) = fanout.register(account: device.accountID, device: device.deviceID, chats: chats)
+        state.withLock {
+            $0.registration = registration
+            $0.chatRegistration = chatRegistration
+        }
         metrics.recordConnectedDevices(hub.connectedDeviceCount)
         group.addTask {
             await deliver(
                 to: device.deviceID, after: start, wakeups: wakeups, mailbox: mailbox, outbound: outbound, logger: logger,
                 close: close)
         }
+        group.addTask { await pushChatUpdates(from: sink, to: outbound, logger: logger) }
         return try Self.sessionResponse(id: id, device: device, lastSequence: lastSequence)
     }
 
@@ -350,6 +364,26 @@ struct SocketGateway: Sendable {
             }
         }
     }
+
+    /// Writes the chat updates the fan-out queued for this socket, until it closes. After an
+    /// overflow the socket is told to sync instead of getting a partial stream.
+    private func pushChatUpdates(from sink: ChatFanout.Sink, to outbound: WebSocketOutboundWriter, logger: Logger) async {
+        for await _ in sink.wakeups {
+            let (frames, overflowed) = sink.take()
+            do {
+                if overflowed {
+                    try await outbound.write(.text(Self.chatsChangedFrame))
+                }
+                for frame in frames { try await outbound.write(.text(frame)) }
+                metrics.recordChatPushes(frames.count)
+            } catch {
+                logger.debug("chat pushes stopped", metadata: ["reason": "\(error)"])
+                return
+            }
+        }
+    }
+
+    static let chatsChangedFrame = String(decoding: (try? WireCodec.encode(ChatsChangedFrame())) ?? Data(), as: UTF8.self)
 
     private func push(_ envelope: Envelope, to outbound: WebSocketOutboundWriter) async throws {
         let text = String(decoding: try WireCodec.encode(EnvelopeFrame(envelope: WireEnvelope(envelope))), as: UTF8.self)

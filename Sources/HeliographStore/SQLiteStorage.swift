@@ -19,6 +19,8 @@ public final class SQLiteStorage: HeliographStorage {
     public let prekeys: any PrekeyStore
     public let secrets: any ServerSecretStore
     public let frankingKeys: any FrankingKeyStore
+    public let chats: any ChatStore
+    public let chatLog: any ChatLogStore
     /// One embedded database serves one node: no cross-node feed.
     public var changeFeed: (any InboxChangeFeed)? { nil }
 
@@ -43,6 +45,8 @@ public final class SQLiteStorage: HeliographStorage {
         prekeys = SQLitePrekeyStore(pool: pool)
         secrets = SQLiteSecretStore(pool: pool)
         frankingKeys = SQLiteFrankingKeyStore(pool: pool)
+        chats = SQLiteChatStore(pool: pool)
+        chatLog = SQLiteChatLogStore(pool: pool)
     }
 
     /// Opens the database `heliograph.sqlite` in `directory`, creating the directory (mode 0700).

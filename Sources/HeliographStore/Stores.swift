@@ -256,6 +256,11 @@ public enum InboxChange: Sendable, Equatable {
     /// authenticated as one of them must be closed. Announced in the revoking transaction, so a
     /// committed revocation is always announced.
     case revoked([DeviceID])
+    /// These chats' logs grew through another node: its sockets of their members fetch.
+    case chats([ChatID])
+    /// These accounts joined or left the chat through another node: the node re-reads their
+    /// membership if they are connected to it, so its sockets follow the chat or stop.
+    case memberships(ChatID, [AccountID])
     /// Changes may have been missed (the feed reconnected): every inbox may have grown, and any
     /// connected device may have been revoked, so each must be checked against the store once.
     case all
@@ -301,6 +306,10 @@ public protocol HeliographStorage: Sendable {
     var secrets: any ServerSecretStore { get }
     /// The sealed franking keys.
     var frankingKeys: any FrankingKeyStore { get }
+    /// Groups and channels, their members, bans and invites.
+    var chats: any ChatStore { get }
+    /// The chats' logs.
+    var chatLog: any ChatLogStore { get }
     /// Cross-node wake-ups, for backends shared by several server nodes; nil for one node.
     var changeFeed: (any InboxChangeFeed)? { get }
     /// A cheap round trip, for readiness checks.

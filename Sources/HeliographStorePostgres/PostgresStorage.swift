@@ -71,6 +71,8 @@ public final class PostgresStorage: HeliographStorage {
     public let prekeys: any PrekeyStore
     public let secrets: any ServerSecretStore
     public let frankingKeys: any FrankingKeyStore
+    public let chats: any ChatStore
+    public let chatLog: any ChatLogStore
     public var changeFeed: (any InboxChangeFeed)? { feed }
 
     /// Connects, checks the database answers within `connectTimeout`, and migrates it.
@@ -112,6 +114,8 @@ public final class PostgresStorage: HeliographStorage {
         prekeys = PostgresPrekeyStore(client: client, timeout: operationTimeout)
         secrets = PostgresSecretStore(client: client, timeout: operationTimeout)
         frankingKeys = PostgresFrankingKeyStore(client: client, timeout: operationTimeout)
+        chats = PostgresChatStore(client: client, timeout: operationTimeout)
+        chatLog = PostgresChatLogStore(client: client, logger: logger, timeout: operationTimeout, node: node)
         do {
             // One direct connection first: it fails at once with the real cause (refused,
             // unknown host, bad password) instead of the pool's silent retries.

@@ -50,6 +50,8 @@ final class HostileStorage: HeliographStorage, Sendable {
     var prekeys: any PrekeyStore { HostilePrekeys(base: base.prekeys, owner: self) }
     var secrets: any ServerSecretStore { base.secrets }
     var frankingKeys: any FrankingKeyStore { base.frankingKeys }
+    var chats: any ChatStore { base.chats }
+    var chatLog: any ChatLogStore { base.chatLog }
     var changeFeed: (any InboxChangeFeed)? { base.changeFeed }
     func ping() async throws { try await base.ping() }
     func close() async throws { try await base.close() }
