@@ -138,6 +138,9 @@ let package = Package(
                 // XMPP over WebSocket, for the side-by-side run against ejabberd.
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                // The lean receiving sockets of the chat workloads: a bootstrap that binds a
+                // chosen loopback source address.
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

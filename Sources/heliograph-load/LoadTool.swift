@@ -21,6 +21,7 @@ struct LoadTool: AsyncParsableCommand {
             """,
         subcommands: [
             OneToOne.self, MultiDevice.self, Connections.self, LoginStorm.self, XMPPOneToOne.self, XMPPConnections.self,
+            ChannelFanout.self, GroupPost.self,
         ]
     )
 }

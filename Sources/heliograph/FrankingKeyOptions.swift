@@ -169,7 +169,7 @@ extension HeliographCommand {
     /// `heliograph admin …`: operator tasks on the database.
     struct Admin: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Operator tasks on the database.", subcommands: [RotateFrankingKey.self])
+            abstract: "Operator tasks on the database.", subcommands: [RotateFrankingKey.self, SeedChat.self])
     }
 }
 

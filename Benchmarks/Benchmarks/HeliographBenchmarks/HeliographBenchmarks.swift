@@ -16,6 +16,7 @@ let benchmarks: @Sendable () -> Void = {
         RequestFrame(id: "r1", method: .send, body: SendRequest(messageId: .random(), to: "bob_b", payload: Data(count: 128))))
 
     cryptoBenchmarks()
+    chatBenchmarks()
 
     Benchmark("frame: encode envelope push (128-byte payload)") { benchmark in
         for _ in benchmark.scaledIterations {
