@@ -117,12 +117,11 @@ extension HeliographClient {
         try await call(.chatInfo, ChatRef(chatId: chat), as: ChatInfoResponse.self)
     }
 
-    /// Joins a public chat by `@name`, or any chat by invite link or code.
+    /// Joins a public chat by `@name` (with the `@`), or any chat by invite link or code.
     public func join(_ nameOrLink: String) async throws -> JoinChatResponse {
         let text = nameOrLink.trimmingCharacters(in: .whitespaces)
-        let request =
-            text.hasPrefix("@") || (!text.contains("/") && (try? Username(validating: text)) != nil && text.count <= 32)
-            ? JoinChatRequest(username: text) : JoinChatRequest(invite: text)
+        // Names are written with their `@`: an invite code may look like a name.
+        let request = text.hasPrefix("@") ? JoinChatRequest(username: text) : JoinChatRequest(invite: text)
         return try await call(.joinChat, request, as: JoinChatResponse.self)
     }
 
