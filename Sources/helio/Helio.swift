@@ -20,7 +20,8 @@ struct Helio: AsyncParsableCommand {
             """,
         subcommands: [
             Register.self, Login.self, Recover.self, Send.self, Listen.self, Verify.self, Devices.self, Whoami.self,
-            Seal.self,
+            Seal.self, GroupCommand.self, ChannelCommand.self, Join.self, Chats.self, Read.self, Post.self, Reply.self,
+            Edit.self, Delete.self, Forward.self, Pin.self, React.self, Search.self,
         ]
     )
 }
@@ -275,9 +276,14 @@ extension Helio {
     /// `helio listen`
     struct Listen: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Print messages as they arrive, with sender and time; Ctrl-C stops.")
+            abstract: "Print messages as they arrive, with sender and time; Ctrl-C stops.",
+            discussion: """
+                Direct messages print as 'TIME @sender: text'; group and channel updates as \
+                'TIME [Title] #SEQ @sender: text' (edits, deletions, pins and reactions name the message \
+                they act on). Both catch up on what came while away.
+                """)
 
-        @Option(help: "Stop after this many messages.")
+        @Option(help: "Stop after this many messages (direct, group and channel together).")
         var count: Int?
 
         @Option(help: "Stop after this many seconds.")
@@ -290,10 +296,12 @@ extension Helio {
                 let client = try global.client()
                 let formatter = DateFormatter()
                 formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
-                let limit = count
+                let output = ListenOutput(limit: count)
+                // Groups and channels are followed beside the inbox; the inbox also brings the
+                // sender keys their private-group posts need.
+                let chats = ChatFollower(client: client, output: output)
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
-                        var received = 0
                         _ = try? await client.prepareEncryption()
                         for try await message in client.messages() {
                             let line: String
@@ -302,11 +310,16 @@ extension Helio {
                                 for notice in decrypted.notices {
                                     FileHandle.standardError.write(Data("helio: note: \(notice)\n".utf8))
                                 }
+                                // A private group's sender key or title: nothing to show.
+                                if decrypted.content.group != nil, decrypted.content.text.isEmpty {
+                                    chats.nudge()
+                                    continue
+                                }
                                 let time = formatter.string(from: message.serverTime)
                                 if decrypted.fromOwnDevice, let to = decrypted.content.to {
-                                    line = "\(time) you to @\(to): \(decrypted.content.text)\n"
+                                    line = "\(time) you to @\(to): \(decrypted.content.text)"
                                 } else {
-                                    line = "\(time) @\(decrypted.senderName): \(decrypted.content.text)\n"
+                                    line = "\(time) @\(decrypted.senderName): \(decrypted.content.text)"
                                 }
                             case .dropped(_, let reason):
                                 // Not shown as a message: it could not be authenticated.
@@ -315,14 +328,13 @@ extension Helio {
                                 continue
                             }
                             // Unbuffered, so a pipe sees each message as it arrives.
-                            FileHandle.standardOutput.write(Data(line.utf8))
-                            received += 1
-                            if let limit, received >= limit {
+                            if output.emit(line) {
                                 try await client.acknowledge(message)
                                 return
                             }
                         }
                     }
+                    group.addTask { await chats.run() }
                     if let timeout {
                         group.addTask { try await Task.sleep(for: .seconds(timeout)) }
                     }
