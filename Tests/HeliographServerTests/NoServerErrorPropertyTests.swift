@@ -141,7 +141,10 @@ struct NoServerErrorPropertyTests {
         }) { server in
             let alice = try await server.register("alice")
             _ = try await server.register("bob_b", encryption: false)
-            try await body(server, PropertyFixture(alice: alice))
+            // A public group with one message, so chat routes reach their checks past "unknown chat".
+            let group = try await alice.createPublicGroup(title: "Properties", username: "property_group")
+            try await alice.post("first", to: group.chatId)
+            try await body(server, PropertyFixture(alice: alice, chat: group.chatId.description))
         }
     }
 
@@ -176,7 +179,10 @@ struct NoServerErrorPropertyTests {
         let what = "\(method) with \(body)"
         if (try? WireCodec.decode(ClientFrameHead.self, from: Data(frame.utf8))) == nil {
             try await socket.sendRaw(frame)
-            guard case .error(let error) = await nextEvent(socket, timeout: .seconds(10)) else {
+            // Chat updates the earlier frames caused may be pushed in between.
+            var event = await nextEvent(socket, timeout: .seconds(10))
+            while let pushed = event, !pushed.isError { event = await nextEvent(socket, timeout: .seconds(10)) }
+            guard case .error(let error) = event else {
                 Issue.record("no error frame for \(what)")
                 return
             }
@@ -192,9 +198,19 @@ struct NoServerErrorPropertyTests {
     }
 }
 
+extension ConnectionEvent {
+    /// Whether this is an error frame.
+    var isError: Bool {
+        if case .error = self { return true }
+        return false
+    }
+}
+
 /// The account the properties use, and the routes with valid bodies built from its facts.
 struct PropertyFixture: Sendable {
     let alice: HeliographClient
+    /// A public group alice owns, with message 1.
+    let chat: String
 
     func token(_ choice: Int) -> String? {
         switch choice {
@@ -240,6 +256,74 @@ struct PropertyFixture: Sendable {
             Route(
                 method: .post, path: fixed("/v1/reports/verify"), segment: "",
                 validBody: ValidBodies.report(own.accountID.description, own.deviceID.description)),
+        ] + chatRoutes
+    }
+
+    /// The group and channel routes, on the fixture's group.
+    var chatRoutes: [Route] {
+        let chat = self.chat
+        func fixed(_ path: String) -> @Sendable (String) -> String { { _ in path } }
+        func inChat(_ rest: String) -> @Sendable (String) -> String { { "/v1/chats/\($0)\(rest)" } }
+        let message = RawJSON.object([("messageId", .string("m-2")), ("seq", .number("1"))])
+        return [
+            Route(method: .post, path: fixed("/v1/chats"), segment: "", validBody: ValidBodies.createChat),
+            Route(method: .get, path: fixed("/v1/chats"), segment: "", validBody: nil),
+            Route(method: .get, path: { "/v1/chats/search?q=\($0)" }, segment: "properties", validBody: nil),
+            Route(method: .get, path: { "/v1/chats/by-name/\($0)" }, segment: "property_group", validBody: nil),
+            Route(method: .post, path: fixed("/v1/chats/join"), segment: "", validBody: .object([("invite", .string("abc"))])),
+            Route(
+                method: .post, path: fixed("/v1/chats/sync"), segment: "",
+                validBody: .object([("positions", .object([(chat, .number("0"))]))])),
+            Route(method: .get, path: inChat(""), segment: chat, validBody: nil),
+            Route(
+                method: .patch, path: inChat(""), segment: chat,
+                validBody: .object([("title", .string("Renamed")), ("slowModeSeconds", .number("5"))])),
+            Route(method: .get, path: { "/v1/chats/\($0)/members?limit=5&admins=false" }, segment: chat, validBody: nil),
+            Route(
+                method: .post, path: inChat("/members"), segment: chat,
+                validBody: .object([("usernames", .array([.string("bob_b")]))])),
+            Route(method: .delete, path: { "/v1/chats/\($0)/members/bob_b" }, segment: chat, validBody: nil),
+            Route(method: .post, path: inChat("/leave"), segment: chat, validBody: .object([])),
+            Route(
+                method: .post, path: inChat("/bans"), segment: chat,
+                validBody: .object([("username", .string("bob_b")), ("until", .number("99999999999999"))])),
+            Route(method: .delete, path: { "/v1/chats/\($0)/bans/bob_b" }, segment: chat, validBody: nil),
+            Route(
+                method: .put, path: { "/v1/chats/\($0)/admins/bob_b" }, segment: chat,
+                validBody: .object([("rights", .array([.string("pin")]))])),
+            Route(method: .post, path: inChat("/owner"), segment: chat, validBody: .object([("username", .string("bob_b"))])),
+            Route(
+                method: .post, path: inChat("/membership"), segment: chat,
+                validBody: .object([("change", ValidBodies.base64(200))])),
+            Route(
+                method: .post, path: inChat("/invites"), segment: chat,
+                validBody: .object([("usageLimit", .number("2")), ("requiresApproval", .bool(true))])),
+            Route(method: .get, path: inChat("/invites"), segment: chat, validBody: nil),
+            Route(method: .delete, path: { "/v1/chats/\($0)/invites/abc" }, segment: chat, validBody: nil),
+            Route(method: .get, path: inChat("/requests"), segment: chat, validBody: nil),
+            Route(
+                method: .post, path: { "/v1/chats/\($0)/requests/bob_b" }, segment: chat,
+                validBody: .object([("approve", .bool(false))])),
+            Route(
+                method: .post, path: inChat("/messages"), segment: chat,
+                validBody: .object([("messageId", .string("m-1")), ("text", .string("hi")), ("replyTo", .number("1"))])),
+            Route(method: .get, path: { "/v1/chats/\($0)/messages?before=5&limit=3" }, segment: chat, validBody: nil),
+            Route(
+                method: .put, path: { "/v1/chats/\($0)/messages/1" }, segment: chat,
+                validBody: .object([("messageId", .string("m-3")), ("text", .string("edited"))])),
+            Route(
+                method: .delete, path: { "/v1/chats/\($0)/messages/1" }, segment: chat,
+                validBody: .object([("messageId", .string("m-4"))])),
+            Route(method: .post, path: { "/v1/chats/\($0)/messages/1/pin" }, segment: chat, validBody: message),
+            Route(
+                method: .put, path: { "/v1/chats/\($0)/messages/1/reaction" }, segment: chat,
+                validBody: .object([("messageId", .string("m-5")), ("emoji", .string("👍"))])),
+            Route(method: .get, path: { "/v1/chats/\($0)/updates?after=0&limit=5" }, segment: chat, validBody: nil),
+            Route(method: .post, path: inChat("/read"), segment: chat, validBody: .object([("seq", .number("1"))])),
+            Route(method: .put, path: inChat("/mute"), segment: chat, validBody: .object([("muted", .bool(true))])),
+            Route(
+                method: .post, path: inChat("/views"), segment: chat,
+                validBody: .object([("seqs", .array([.number("1"), .number("2")]))])),
         ]
     }
 
@@ -256,6 +340,43 @@ struct PropertyFixture: Sendable {
             "publishKeys": ValidBodies.publishKeys, "keyStatus": .object([]),
             "fetchKeys": .object([("username", .string("bob_b")), ("devices", .array([.string(unknownDevice)]))]),
             "verifyReport": ValidBodies.report(own.accountID.description, own.deviceID.description),
+        ].merging(chatSocketBodies) { first, _ in first }
+    }
+
+    /// Valid bodies of the group and channel methods, on the fixture's group.
+    var chatSocketBodies: [String: RawJSON] {
+        let chat = RawJSON.string(self.chat)
+        let ref = RawJSON.object([("chatId", chat)])
+        let member = RawJSON.object([("chatId", chat), ("username", .string("bob_b"))])
+        let message = RawJSON.object([("chatId", chat), ("messageId", .string("m-9")), ("seq", .number("1"))])
+        return [
+            "createChat": ValidBodies.createChat, "chatInfo": ref, "leaveChat": ref, "listInvites": ref,
+            "joinRequests": ref, "chatList": .object([]),
+            "updateChat": .object([("chatId", chat), ("about", .string("about"))]),
+            "resolveChat": .object([("username", .string("property_group"))]),
+            "searchChats": .object([("query", .string("prop")), ("limit", .number("3"))]),
+            "chatMembers": .object([("chatId", chat), ("limit", .number("2"))]),
+            "addMembers": .object([("chatId", chat), ("usernames", .array([.string("bob_b")]))]),
+            "removeMember": member, "unbanMember": member, "transferOwnership": member,
+            "banMember": .object([("chatId", chat), ("username", .string("bob_b"))]),
+            "setAdmin": .object([("chatId", chat), ("username", .string("bob_b")), ("rights", .array([.string("ban")]))]),
+            "changeMembership": .object([("chatId", chat), ("change", ValidBodies.base64(150))]),
+            "joinChat": .object([("username", .string("property_group"))]),
+            "createInvite": .object([("chatId", chat), ("expiresAt", .number("99999999999999"))]),
+            "revokeInvite": .object([("chatId", chat), ("code", .string("abc"))]),
+            "decideJoinRequest": .object([("chatId", chat), ("username", .string("bob_b")), ("approve", .bool(true))]),
+            "post": .object([("chatId", chat), ("messageId", .string("m-8")), ("text", .string("hello"))]),
+            "editMessage": .object([
+                ("chatId", chat), ("messageId", .string("m-7")), ("seq", .number("1")), ("text", .string("x")),
+            ]),
+            "deleteMessage": message, "pinMessage": message,
+            "react": .object([("chatId", chat), ("messageId", .string("m-6")), ("seq", .number("1")), ("emoji", .string("🔥"))]),
+            "chatHistory": .object([("chatId", chat), ("limit", .number("5"))]),
+            "chatUpdates": .object([("chatId", chat), ("after", .number("0"))]),
+            "syncChats": .object([("positions", .object([(self.chat, .number("1"))]))]),
+            "markRead": .object([("chatId", chat), ("seq", .number("1"))]),
+            "muteChat": .object([("chatId", chat), ("muted", .bool(false))]),
+            "recordViews": .object([("chatId", chat), ("seqs", .array([.number("1")]))]),
         ]
     }
 }
@@ -303,6 +424,10 @@ enum ValidBodies {
         ("frankingCommitment", base64(32)),
     ])
     static let ack = RawJSON.object([("seq", .number("0"))])
+    static let createChat = RawJSON.object([
+        ("kind", .string("public_group")), ("title", .string("Made by a property")), ("slowModeSeconds", .number("0")),
+        ("members", .array([.string("bob_b")])), ("about", .string("")),
+    ])
     static func prekey(_ kind: Int, _ size: Int) -> RawJSON {
         .object([("kind", .number("\(kind)")), ("id", .number("1")), ("publicKey", base64(size, 5)), ("signature", base64(64))])
     }
