@@ -47,6 +47,12 @@ enum FrameDecoderFuzz {
         if let frame = roundTrip(EnvelopeFrame.self, input, compare: { $0.type == $1.type && $0.envelope == $1.envelope }) {
             require(serverHead.map { $0.type == frame.type } ?? true, "an envelope frame decoded but its head did not", input)
         }
+        // The pushes of groups and channels, which clients decode.
+        if let frame = roundTrip(ChatUpdateFrame.self, input, compare: { $0.type == $1.type && $0.update == $1.update }) {
+            require(serverHead.map { $0.type == frame.type } ?? true, "a chat update frame decoded but its head did not", input)
+        }
+        _ = roundTrip(ReadPositionFrame.self, input, compare: { $0.chatId == $1.chatId && $0.readSeq == $1.readSeq })
+        _ = roundTrip(ChatsChangedFrame.self, input, compare: { $0.type == $1.type })
         if let frame = roundTrip(ErrorFrame.self, input, compare: { $0.type == $1.type && $0.error == $1.error }) {
             require(
                 serverHead.map { $0.type == frame.type && $0.error == frame.error } ?? true,
@@ -72,6 +78,32 @@ enum FrameDecoderFuzz {
         case .publishKeys: checkRequest(PublishKeysRequest.self, input, head: head)
         case .fetchKeys: checkRequest(FetchKeysRequest.self, input, head: head)
         case .verifyReport: checkRequest(FrankedReportRequest.self, input, head: head)
+        case .createChat: checkRequest(CreateChatRequest.self, input, head: head)
+        case .chatInfo, .leaveChat, .listInvites, .joinRequests: checkRequest(ChatRef.self, input, head: head)
+        case .updateChat: checkRequest(UpdateChatRequest.self, input, head: head)
+        case .resolveChat: checkRequest(ResolveChatRequest.self, input, head: head)
+        case .searchChats: checkRequest(SearchChatsRequest.self, input, head: head)
+        case .chatMembers: checkRequest(ChatMembersRequest.self, input, head: head)
+        case .addMembers: checkRequest(AddMembersRequest.self, input, head: head)
+        case .removeMember, .unbanMember, .transferOwnership: checkRequest(ChatMemberRequest.self, input, head: head)
+        case .banMember: checkRequest(BanMemberRequest.self, input, head: head)
+        case .setAdmin: checkRequest(SetAdminRequest.self, input, head: head)
+        case .changeMembership: checkRequest(ChangeMembershipRequest.self, input, head: head)
+        case .joinChat: checkRequest(JoinChatRequest.self, input, head: head)
+        case .createInvite: checkRequest(CreateInviteRequest.self, input, head: head)
+        case .revokeInvite: checkRequest(InviteRef.self, input, head: head)
+        case .decideJoinRequest: checkRequest(DecideJoinRequest.self, input, head: head)
+        case .post: checkRequest(PostRequest.self, input, head: head)
+        case .editMessage: checkRequest(EditMessageRequest.self, input, head: head)
+        case .deleteMessage, .pinMessage: checkRequest(MessageActionRequest.self, input, head: head)
+        case .react: checkRequest(ReactRequest.self, input, head: head)
+        case .chatHistory: checkRequest(ChatHistoryRequest.self, input, head: head)
+        case .chatUpdates: checkRequest(ChatUpdatesRequest.self, input, head: head)
+        case .chatList: checkRequest(EmptyBody.self, input, head: head)
+        case .syncChats: checkRequest(SyncChatsRequest.self, input, head: head)
+        case .markRead: checkRequest(MarkReadRequest.self, input, head: head)
+        case .muteChat: checkRequest(MuteChatRequest.self, input, head: head)
+        case .recordViews: checkRequest(RecordViewsRequest.self, input, head: head)
         }
     }
 
@@ -105,6 +137,20 @@ enum FrameDecoderFuzz {
         checkResponse(KeyStatus.self, input, head: head)
         checkResponse(FetchKeysResponse.self, input, head: head)
         checkResponse(FrankedReportResponse.self, input, head: head)
+        checkResponse(ChatInfoResponse.self, input, head: head)
+        checkResponse(ChatsResponse.self, input, head: head)
+        checkResponse(ChatMembersResponse.self, input, head: head)
+        checkResponse(JoinChatResponse.self, input, head: head)
+        checkResponse(WireInvite.self, input, head: head)
+        checkResponse(InvitesResponse.self, input, head: head)
+        checkResponse(JoinRequestsResponse.self, input, head: head)
+        checkResponse(PostResponse.self, input, head: head)
+        checkResponse(ChatHistoryResponse.self, input, head: head)
+        checkResponse(ChatUpdatesResponse.self, input, head: head)
+        checkResponse(ChatListResponse.self, input, head: head)
+        checkResponse(SyncChatsResponse.self, input, head: head)
+        checkResponse(ReadPositionResponse.self, input, head: head)
+        checkResponse(ViewsResponse.self, input, head: head)
     }
 
     /// Whether the input decodes as a response frame with this body.
