@@ -135,6 +135,18 @@ func kindName(_ kind: ChatKind) -> String {
     }
 }
 
+/// Joins by `@name` or invite link, pointing out a public name written without its `@` (which
+/// is read as an invite code, since a code can look like a name).
+func join(_ target: String, client: HeliographClient) async throws -> JoinChatResponse {
+    do {
+        return try await client.join(target)
+    } catch let error as HeliographError where error.code == .unknownChat {
+        let text = target.trimmingCharacters(in: .whitespaces)
+        guard !text.hasPrefix("@"), !text.contains("/"), (try? Username(validating: text)) != nil else { throw error }
+        throw HeliographError(.unknownChat, "\(error.message); for a public chat named \(text), write @\(text)")
+    }
+}
+
 // MARK: - Showing updates
 
 /// How chat updates read on the terminal.
@@ -482,7 +494,7 @@ extension Helio {
         func run() async throws {
             try await reportingErrors {
                 try await withClient(global) { client in
-                    let joined = try await client.join(target)
+                    let joined = try await join(target, client: client)
                     let title = displayTitle(joined.chat, client)
                     if joined.pending {
                         print("asked to join [\(title)]; an admin must approve the request")
@@ -1331,7 +1343,7 @@ extension Helio {
             func run() async throws {
                 try await reportingErrors {
                     try await withClient(global) { client in
-                        let joined = try await client.join(target)
+                        let joined = try await join(target, client: client)
                         let title = displayTitle(joined.chat, client)
                         if joined.pending {
                             print("asked to subscribe to [\(title)]; an admin must approve the request")
