@@ -14,6 +14,9 @@ import PostgresNIO
 struct PostgresChatStore: ChatStore {
     let client: PostgresClient
     let timeout: Duration
+    /// The storage's name in notifications: a chat's first members are announced, so other
+    /// nodes' sockets of those accounts follow it at once.
+    var node: String? = nil
     let logger = Logger(label: "heliograph.postgres")
 
     func create(_ chat: Chat, members: [ChatMember], firstUpdate: NewChatUpdate?) async throws {
@@ -46,9 +49,18 @@ struct PostgresChatStore: ChatStore {
                     }
                     if let firstUpdate {
                         // The creation is the log's first entry, numbered and recorded like any
-                        // other. Not announced on the feed: this store names no node, and a new
-                        // chat is not yet followed by any socket.
+                        // other; its members are announced below, not as a growth of the log.
                         _ = try await PostgresChatLogStore.append(firstUpdate, on: connection, node: nil, logger: logger)
+                    }
+                    if let node {
+                        let accounts = members.map(\.accountID)
+                        let size = PostgresChatLogStore.accountsPerNotification
+                        for start in stride(from: 0, to: accounts.count, by: size) {
+                            let chunk = Array(accounts[start..<min(start + size, accounts.count)])
+                            let payload = ChangeNotification.members(node: node, chat: chat.id, chunk).payload
+                            try await connection.query(
+                                "SELECT pg_notify(\(PostgresChangeFeed.channel), \(payload))", logger: logger)
+                        }
                     }
                 }
             }

@@ -114,7 +114,7 @@ public final class PostgresStorage: HeliographStorage {
         prekeys = PostgresPrekeyStore(client: client, timeout: operationTimeout)
         secrets = PostgresSecretStore(client: client, timeout: operationTimeout)
         frankingKeys = PostgresFrankingKeyStore(client: client, timeout: operationTimeout)
-        chats = PostgresChatStore(client: client, timeout: operationTimeout)
+        chats = PostgresChatStore(client: client, timeout: operationTimeout, node: node)
         chatLog = PostgresChatLogStore(client: client, logger: logger, timeout: operationTimeout, node: node)
         do {
             // One direct connection first: it fails at once with the real cause (refused,

@@ -91,6 +91,10 @@ struct ChatFeedTests {
         let first = try await Self.group(alice, on: a)
         let second = try await Self.group(alice, on: a)
         let third = try await Self.group(alice, on: a)
+        // A chat's first members are announced when it is made, so other nodes follow it.
+        for chat in [first, second, third] {
+            #expect(await RevocationFeedTests.nextChange(&onB) == .memberships(chat, [alice.id]))
+        }
 
         let post = try Self.post(first, by: alice, id: "post-1")
         #expect(try await a.chatLog.append(post).sequence == 1)
@@ -129,6 +133,7 @@ struct ChatFeedTests {
         let bob = AccountID.random()
         let carol = AccountID.random()
         let channel = try await Self.group(alice, on: a, kind: .channel)
+        #expect(await RevocationFeedTests.nextChange(&onB) == .memberships(channel, [alice.id]))
 
         // A subscription: no log entry, so only the membership is announced.
         var subscribe = try Self.post(channel, by: alice, id: "subscribe-bob")
