@@ -31,8 +31,11 @@ struct Backend: CustomStringConvertible, Sendable {
             // Few connections per test: many tests run at once against one server. A generous
             // deadline: forty sends serialised on one device's row, each a durable commit, can
             // take longer than production's 10 s while the whole suite loads two cores.
+            // A generous connect deadline too: every test makes its own database, and a whole
+            // suite of them starting at once queues on the server's catalog.
             return try await PostgresStorage(
-                location: location, maximumConnections: 16, operationTimeout: .seconds(60), logger: quietLogger)
+                location: location, maximumConnections: 16, connectTimeout: .seconds(30), operationTimeout: .seconds(60),
+                logger: quietLogger)
         }
     }
 }
