@@ -157,6 +157,18 @@ extension HeliographCommand {
         var pairSendRate: Double?
 
         @Option(
+            help:
+                "Posts and message operations per second per account in groups and channels, 0 for no limit. (env: HELIOGRAPH_ACCOUNT_POST_RATE; default: 20)"
+        )
+        var accountPostRate: Double?
+
+        @Option(
+            help:
+                "How many updates behind a device may be in one chat and still get the gap; further behind it refetches the history. (env: HELIOGRAPH_CHAT_GAP_LIMIT; default: 1000)"
+        )
+        var chatGapLimit: Int?
+
+        @Option(
             help: """
                 Registrations and logins per second, server-wide (the ceiling above the per-address and \
                 per-account limits); 0 turns every registration and login limit off, for load tests. \
@@ -365,6 +377,15 @@ extension HeliographCommand {
                 guard rate >= 0 else { throw ValidationError("rates must not be negative") }
                 configuration.accountSendRate = rate
                 configuration.accountSendBurst = max(configuration.accountSendBurst, rate * 4)
+            }
+            if let rate = try value(accountPostRate, "HELIOGRAPH_ACCOUNT_POST_RATE") {
+                guard rate >= 0 else { throw ValidationError("rates must not be negative") }
+                configuration.accountPostRate = rate
+                configuration.accountPostBurst = max(configuration.accountPostBurst, rate * 4)
+            }
+            if let limit = try value(chatGapLimit, "HELIOGRAPH_CHAT_GAP_LIMIT") {
+                guard limit >= 1 else { throw ValidationError("the chat gap limit must be at least 1") }
+                configuration.chatGapLimit = limit
             }
             if let rate = try value(pairSendRate, "HELIOGRAPH_PAIR_SEND_RATE") {
                 guard rate >= 0 else { throw ValidationError("rates must not be negative") }

@@ -69,6 +69,7 @@ public struct ChatService: Sendable {
     /// `createChat`: a private group (with its signed creation), public group or channel; the
     /// caller becomes the owner.
     public func create(_ request: CreateChatRequest, by caller: AuthenticatedDevice) async throws -> ChatInfoResponse {
+        try postLimiter.take(caller.accountID.description, what: "chat changes")
         let now = clock.now().wholeMilliseconds
         let about = try Self.checkedAbout(request.about ?? "")
         var chat = Chat(id: .random(), kind: request.kind, title: "", about: about, createdAt: now)
@@ -489,6 +490,8 @@ public struct ChatService: Sendable {
     /// `joinChat`: by a public chat's name, or by an invite link (which may make the join wait
     /// for an admin). Private groups are joined by request only: an admin's client signs the add.
     public func join(_ request: JoinChatRequest, by caller: AuthenticatedDevice) async throws -> JoinChatResponse {
+        // Counted like posts: guessing invite codes costs as much as spamming.
+        try postLimiter.take(caller.accountID.description, what: "chat changes")
         let now = clock.now().wholeMilliseconds
         switch (request.username, request.invite) {
         case (let name?, nil):
