@@ -23,7 +23,12 @@ extension HeliographClient {
     /// its creator (the server holds none); nil while this device has not received it yet.
     public func localTitle(of chat: WireChat) -> String? {
         guard chat.kind == .privateGroup else { return chat.title }
-        return (try? keyStore.read().groups?[chat.chatId.description]?.title) ?? nil
+        return groupTitle(chat.chatId)
+    }
+
+    /// A private group's title as this device received it, if it did.
+    public func groupTitle(_ chat: ChatID) -> String? {
+        (try? keyStore.read().groups?[chat.description]?.title) ?? nil
     }
 
     // MARK: Creating

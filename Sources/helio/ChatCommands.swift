@@ -237,13 +237,14 @@ func printHistory(
         printNow("no messages in [\(displayTitle(chat, client))] yet")
         return nil
     }
-    for (event, message) in entries {
+    for (update, message) in entries {
+        let event = titled(update, client)
         var shown = event
         if let reason = event.dropped {
             // A sender-key chain runs forward only: a post this device opened before (while
             // listening, say) cannot be opened again; the sync above kept what it opened now.
             if let earlier = opened[event.seq] {
-                shown = earlier
+                shown = titled(earlier, client)
             } else {
                 printNow("\(stamp(event.serverTime)) [\(event.chatTitle)] #\(event.seq)\(sender(event)) (\(unreadable(reason)))")
                 continue
@@ -252,6 +253,15 @@ func printHistory(
         printNow("\(stamp(shown.serverTime)) " + ChatLines.historyLine(shown, message, kind: chat.kind))
     }
     return entries.map(\.event.seq).max()
+}
+
+/// The event with its private group's title as this device knows it now: the title arrives with
+/// the first sender key, which may come while the update is being read.
+func titled(_ event: ChatEvent, _ client: HeliographClient) -> ChatEvent {
+    guard event.chatKind == .privateGroup, let title = client.groupTitle(event.chatID) else { return event }
+    var event = event
+    event.chatTitle = title
+    return event
 }
 
 /// ` @name` of an update's sender, if shown.
@@ -284,6 +294,39 @@ final class ListenOutput: Sendable {
     }
 }
 
+/// Runs one body at a time, in arrival order. `helio listen` saves the profile from two tasks
+/// (inbox acknowledgements and chat positions), and two saves at once would collide on the
+/// profile store's temporary file.
+actor SerialGate {
+    private var busy = false
+    private var waiting: [CheckedContinuation<Void, Never>] = []
+
+    func run<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        await acquire()
+        do {
+            let result = try await body()
+            release()
+            return result
+        } catch {
+            release()
+            throw error
+        }
+    }
+
+    private func acquire() async {
+        guard busy else {
+            busy = true
+            return
+        }
+        // Handed over by `release`, still busy.
+        await withCheckedContinuation { waiting.append($0) }
+    }
+
+    private func release() {
+        if waiting.isEmpty { busy = false } else { waiting.removeFirst().resume() }
+    }
+}
+
 /// Follows the account's groups and channels for `helio listen`: syncs at start and whenever the
 /// server pushes (a receiving socket of its own), prints each update, and retries private-group
 /// posts whose sender key had not arrived yet (it comes through the inbox, a moment later).
@@ -304,6 +347,8 @@ final class ChatFollower: Sendable {
 
     let client: HeliographClient
     let output: ListenOutput
+    /// Held while anything that saves the profile runs.
+    let profileWrites = SerialGate()
     private let triggers: AsyncStream<Trigger>
     private let continuation: AsyncStream<Trigger>.Continuation
     private let waiting = Mutex<[Waiting]>([])
@@ -348,16 +393,14 @@ final class ChatFollower: Sendable {
         var lastProblem: String?
         for await trigger in triggers {
             do {
-                let done: Bool
-                switch trigger {
-                case .pushed(let update):
-                    if let event = try await client.applyPushed(update) {
-                        done = show(event)
-                    } else {
-                        done = try await sync()
+                let done = try await profileWrites.run {
+                    switch trigger {
+                    case .pushed(let update):
+                        if let event = try await self.client.applyPushed(update) { return self.show(event) }
+                        return try await self.sync()
+                    case .sync: return try await self.sync()
+                    case .retry: return try await self.retry()
                     }
-                case .sync: done = try await sync()
-                case .retry: done = try await retry()
                 }
                 if done { return }
                 lastProblem = nil
@@ -377,7 +420,8 @@ final class ChatFollower: Sendable {
 
     /// Prints an update, or keeps a private-group post that could not be opened yet. True when
     /// `--count` is reached.
-    private func show(_ event: ChatEvent) -> Bool {
+    private func show(_ update: ChatEvent) -> Bool {
+        let event = titled(update, client)
         // A membership change this device made itself comes back through the log: not news.
         if event.kind == .membership, event.notice == "membership change already known" { return false }
         if let reason = event.dropped {
@@ -408,7 +452,8 @@ final class ChatFollower: Sendable {
                 still.append(post)
                 continue
             }
-            if let event = try await client.reinterpretChatUpdate(post.seq, in: post.chat) {
+            if let update = try await client.reinterpretChatUpdate(post.seq, in: post.chat) {
+                let event = titled(update, client)
                 if event.dropped == nil {
                     done = output.emit("\(stamp(event.serverTime)) " + ChatLines.line(event))
                     continue

@@ -304,19 +304,18 @@ extension Helio {
                     group.addTask {
                         _ = try? await client.prepareEncryption()
                         for try await message in client.messages() {
-                            let line: String
+                            let line: String?
                             switch try await client.open(message) {
                             case .message(let decrypted):
                                 for notice in decrypted.notices {
                                     FileHandle.standardError.write(Data("helio: note: \(notice)\n".utf8))
                                 }
                                 // A private group's sender key or title: nothing to show.
+                                let time = formatter.string(from: message.serverTime)
                                 if decrypted.content.group != nil, decrypted.content.text.isEmpty {
                                     chats.nudge()
-                                    continue
-                                }
-                                let time = formatter.string(from: message.serverTime)
-                                if decrypted.fromOwnDevice, let to = decrypted.content.to {
+                                    line = nil
+                                } else if decrypted.fromOwnDevice, let to = decrypted.content.to {
                                     line = "\(time) you to @\(to): \(decrypted.content.text)"
                                 } else {
                                     line = "\(time) @\(decrypted.senderName): \(decrypted.content.text)"
@@ -325,13 +324,14 @@ extension Helio {
                                 // Not shown as a message: it could not be authenticated.
                                 FileHandle.standardError.write(
                                     Data("helio: dropped message \(message.sequence) from @\(message.sender): \(reason)\n".utf8))
-                                continue
+                                line = nil
                             }
                             // Unbuffered, so a pipe sees each message as it arrives.
-                            if output.emit(line) {
-                                try await client.acknowledge(message)
-                                return
-                            }
+                            let done = line.map(output.emit) ?? false
+                            // Acknowledged here rather than by the next iteration, one profile
+                            // writer at a time with the chat follower.
+                            try await chats.profileWrites.run { try await client.acknowledge(message) }
+                            if done { return }
                         }
                     }
                     group.addTask { await chats.run() }
