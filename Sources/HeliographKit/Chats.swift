@@ -81,6 +81,7 @@ extension HeliographClient {
         try keyStore.update { state in
             var group = DeviceKeyState.GroupKeys()
             group.chain = [signed.bytes]
+            group.chainPositions = [1]
             group.title = title
             state.groups = state.groups ?? [:]
             state.groups?[change.chat.description] = group
@@ -212,8 +213,9 @@ extension HeliographClient {
         try next.apply(signed)
         _ = try await call(
             .changeMembership, ChangeMembershipRequest(chatId: chat, change: signed.bytes), as: ChatInfoResponse.self)
-        // Applied when the update comes back through the log (the chain stays in log order).
-        _ = try await groupState(chat)
+        // Applied when the update comes back through the log (the chain stays in log order);
+        // after leaving, the log is no longer readable and nothing is kept.
+        if action != .leave { _ = try await groupState(chat) }
     }
 
     /// The verified membership of a private group, after taking in the membership changes the
@@ -395,8 +397,14 @@ extension HeliographClient {
             guard let original, original.update.seq == seq, let content = original.update.content else {
                 throw HeliographError(.unknownMessage, "no readable message \(seq) to forward")
             }
-            let origin = ForwardOrigin(
-                chatId: source, title: nil, seq: seq, author: original.update.sender?.username, hidden: false)
+            // The origin as the server would show it: hidden when the source channel hides itself.
+            let sourceInfo = try await chatInfo(source).chat
+            let origin =
+                sourceInfo.hidesForwardOrigin
+                ? ForwardOrigin(chatId: nil, title: nil, seq: nil, author: nil, hidden: true)
+                : ForwardOrigin(
+                    chatId: source, title: sourceInfo.title, seq: seq,
+                    author: original.update.sender?.username ?? original.update.content?.signature, hidden: false)
             return try await postEncrypted(
                 GroupPost(text: content.text, forward: content.forward ?? origin, sentAt: Date().millisecondsSince1970),
                 to: chat, messageID: .random())
@@ -569,7 +577,8 @@ extension HeliographClient {
                 return event
             }
             do {
-                let post = try openPost(payload, messageID: update.messageId, chat: chat.chatId, sender: sender)
+                let post = try openPost(
+                    payload, messageID: update.messageId, chat: chat.chatId, sender: sender, sequence: update.seq)
                 event.text = post.text
                 event.replyTo = post.replyTo
                 event.forward = post.forward
@@ -599,58 +608,90 @@ extension HeliographClient {
         guard let bytes = update.payload, let signed = try? SignedMembershipChange(bytes: bytes) else {
             return "refused a membership change that is not a signed change"
         }
-        let known = try keyStore.read().groups?[chat.description]?.chain ?? []
-        var next: GroupMembershipState
-        do {
-            if known.isEmpty {
-                next = try GroupMembershipState.genesis(signed)
-                // The creator's key must be the one this device knows for that account.
-                if let owner = next.owner, let recorded = try keyStore.read().contacts[owner.description]?.identityKey,
-                    recorded != next.members[owner]?.identityKey
-                {
-                    return "refused the group's creation: it is signed with another key than the creator's known one"
-                }
-            } else {
-                next = try Self.replay(known)
-                if signed.change.version <= next.version, known.contains(bytes) { return "membership change already known" }
-                try next.apply(signed)
-            }
-        } catch {
-            logger.notice("refused a membership change", metadata: ["chat": "\(chat)", "reason": "\(error)"])
-            return "refused a membership change: \(error)"
-        }
-        try keyStore.update { state in
+        // Checked and recorded under the key file's lock: two processes of one profile (a
+        // `listen` and a command) reading the same change record it once.
+        let outcome = try keyStore.update { state -> Result<Void, HeliographError>? in
             state.groups = state.groups ?? [:]
             var record = state.groups?[chat.description] ?? DeviceKeyState.GroupKeys()
+            if record.chain.contains(bytes) { return nil }
+            do {
+                if record.chain.isEmpty {
+                    let first = try GroupMembershipState.genesis(signed)
+                    // The creator's key must be the one this device knows for that account.
+                    if let owner = first.owner, let recorded = state.contacts[owner.description]?.identityKey,
+                        recorded != first.members[owner]?.identityKey
+                    {
+                        throw HeliographError(
+                            .invalidMembershipChange, "the creation is signed with another key than the creator's known one")
+                    }
+                } else {
+                    var next = try Self.replay(record.chain)
+                    try next.apply(signed)
+                }
+            } catch let error as HeliographError {
+                return .failure(error)
+            }
             record.chain.append(bytes)
+            record.chainPositions = (record.chainPositions ?? []) + [update.seq]
             state.groups?[chat.description] = record
+            return .success(())
         }
         let change = signed.change
-        let names = change.members.map(\.account.description).joined(separator: ", ")
-        return "\(change.action.rawValue) \(names) (membership version \(change.version))"
+        switch outcome {
+        case nil:
+            return "membership change \(change.version) (already known)"
+        case .failure(let error)?:
+            logger.notice("refused a membership change", metadata: ["chat": "\(chat)", "reason": "\(error)"])
+            return "refused a membership change: \(error.message)"
+        case .success?:
+            let contacts = (try? keyStore.read().contacts) ?? [:]
+            let names = change.members.map { member in
+                member.account == profile.accountID
+                    ? "@\(profile.username)"
+                    : contacts[member.account.description].map { "@\($0.username)" } ?? member.account.description
+            }
+            return "\(change.action.rawValue) \(names.joined(separator: ", ")) (membership version \(change.version))"
+        }
     }
 
-    /// Decrypts a post with the sender device's sender key, after checking that the sender is a
-    /// member by the verified chain and that the key is not older than the latest removal.
-    private func openPost(_ payload: Data, messageID: MessageID, chat: ChatID, sender: WireSender) throws -> GroupPost {
+    /// The membership as it stood just before log position `sequence`: a post is judged by the
+    /// members and removals before it, not by later ones.
+    static func membership(of record: DeviceKeyState.GroupKeys, before sequence: Int64) throws -> GroupMembershipState {
+        let positions = record.chainPositions ?? []
+        // Changes recorded without a position (the creator's own creation) count as first.
+        let count = record.chain.indices.prefix { index in index >= positions.count || positions[index] < sequence }.count
+        return try replay(Array(record.chain.prefix(max(count, 1))))
+    }
+
+    /// Decrypts a post with the sender device's sender key, after checking that the sender was a
+    /// member by the verified chain when it posted and that the key is not older than the
+    /// removals before the post. A post opened once is kept, so reading history again works
+    /// (a sender-key chain only runs forward).
+    private func openPost(
+        _ payload: Data, messageID: MessageID, chat: ChatID, sender: WireSender, sequence: Int64
+    ) throws
+        -> GroupPost
+    {
         let profile = self.profile
         let sealed = try SenderKeyMessage(bytes: payload)
         let record = try keyStore.read().groups?[chat.description]
         guard let record, !record.chain.isEmpty else {
             throw HeliographError(.unknownChat, "this device holds no verified membership of the group")
         }
-        let state = try Self.replay(record.chain)
-        guard state.members[sender.accountId] != nil else {
-            throw HeliographError(.notAMember, "\(sender.username) is not a member by the signed membership")
-        }
-        guard sealed.epoch >= state.removalVersion else {
-            throw HeliographError(.staleSenderKey, "the post uses a sender key from before the latest removal")
-        }
         if sender.deviceId == profile.deviceID {
             guard let own = record.sent[messageID.rawValue] else {
                 throw HeliographError(.unknownMessage, "an own post whose text this device no longer keeps")
             }
             return try WireCodec.decode(GroupPost.self, from: own)
+        }
+        let openedKey = "\(sequence)/\(messageID.rawValue)"
+        if let kept = record.opened?[openedKey] { return try WireCodec.decode(GroupPost.self, from: kept) }
+        let state = try Self.membership(of: record, before: sequence)
+        guard state.members[sender.accountId] != nil else {
+            throw HeliographError(.notAMember, "\(sender.username) was not a member by the signed membership")
+        }
+        guard sealed.epoch >= state.removalVersion else {
+            throw HeliographError(.staleSenderKey, "the post uses a sender key from before a removal that preceded it")
         }
         let key = "\(sender.accountId)/\(sender.deviceId)/\(sealed.keyID)"
         let context = SenderKeyContext(chat: chat, senderAccount: sender.accountId, senderDevice: sender.deviceId)
@@ -660,9 +701,21 @@ extension HeliographClient {
             }
             let plaintext = try chain.open(sealed, context: context)
             state.groups?[chat.description]?.received[key] = chain
+            var opened = state.groups?[chat.description]?.opened ?? [:]
+            if opened.count >= Self.keptPosts, let oldest = opened.keys.min(by: Self.olderKept) { opened[oldest] = nil }
+            opened[openedKey] = plaintext
+            state.groups?[chat.description]?.opened = opened
             return plaintext
         }
         return try WireCodec.decode(GroupPost.self, from: plaintext)
+    }
+
+    /// Posts of others kept per group once opened.
+    static let keptPosts = 1_000
+
+    /// Orders kept posts by their log position (`SEQ/messageID`).
+    static func olderKept(_ first: String, _ second: String) -> Bool {
+        (Int64(first.prefix { $0 != "/" }) ?? 0) < (Int64(second.prefix { $0 != "/" }) ?? 0)
     }
 
     static func describe(_ notice: ChatNotice) -> String {

@@ -303,8 +303,11 @@ public final class HeliographClient: Sendable {
 
     /// Changes the profile and saves it.
     func updateProfile(_ change: (inout Profile) -> Void) throws {
-        state.withLock { change(&$0) }
-        try store.save(profile, as: profileName)
+        // Changed and saved under the lock, so saves land in the order of the changes.
+        try state.withLock { profile in
+            change(&profile)
+            try store.save(profile, as: profileName)
+        }
     }
 
     func acknowledge(through sequence: Int64) async throws {

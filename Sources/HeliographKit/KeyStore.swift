@@ -139,6 +139,11 @@ public struct DeviceKeyState: Codable, Sendable {
         public var checkedAt: Int64 = 0
         /// The membership version they were checked at.
         public var checkedVersion: Int64 = 0
+        /// The log position of each change of ``chain`` (the creator's own creation may lack one).
+        public var chainPositions: [Int64]?
+        /// Plaintexts of others' posts already opened, by `SEQ/messageID`, so history can be
+        /// read again (a sender-key chain only runs forward).
+        public var opened: [String: Data]?
         /// The log position up to which membership changes were taken in.
         public var membershipPosition: Int64?
         /// Other devices' chains by `account/device/keyID`.

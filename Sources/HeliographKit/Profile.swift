@@ -167,7 +167,9 @@ public struct ProfileStore: Sendable {
 /// an instant.
 func writePrivateFile(_ data: Data, to file: URL) throws {
     let directory = file.deletingLastPathComponent()
-    let temporary = directory.appendingPathComponent("." + file.lastPathComponent + ".tmp")
+    // A name of its own per write: two writers (two tasks, or a `listen` and a command) must not
+    // rename each other's half-written file into place or find theirs gone.
+    let temporary = directory.appendingPathComponent("." + file.lastPathComponent + "." + UUID().uuidString + ".tmp")
     FileManager.default.createFile(atPath: temporary.path, contents: nil, attributes: [.posixPermissions: 0o600])
     let handle = try FileHandle(forWritingTo: temporary)
     try handle.truncate(atOffset: 0)

@@ -96,10 +96,10 @@ struct APIDispatcher: Sendable {
 
 extension APIMethod {
     /// The status of a successful answer, the same in a WebSocket response frame and over HTTP:
-    /// 201 (Created) for the methods that create an account or a device, 200 for the others.
+    /// 201 (Created) for the methods that create an account, a device or a chat, 200 for the others.
     var successStatus: Int {
         switch self {
-        case .register, .login: 201
+        case .register, .login, .createChat: 201
         default: 200
         }
     }

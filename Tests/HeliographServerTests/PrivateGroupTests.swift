@@ -235,6 +235,34 @@ struct PrivateGroupTests {
         }
     }
 
+    @Test("history reads again after later removals, each post judged by the membership before it; a member leaves")
+    func historyAfterRemovalAndLeave() async throws {
+        try await TestServer.run { server in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob_b")
+            let carol = try await server.register("carol")
+            let chat = try await alice.createPrivateGroup(title: "History", members: ["bob_b", "carol"])
+            try await carol.post("carol was here", to: chat)
+            try await alice.post("alice first", to: chat)
+            _ = try await catchUp(bob)
+            try await alice.removeMember("carol", from: chat)
+            try await alice.post("alice after", to: chat)
+            _ = try await catchUp(bob)
+            // Read twice: posts from before the removal (Carol's included) still open, from what
+            // the device kept.
+            for _ in 1...2 {
+                let history = try await bob.history(of: chat).map(\.event)
+                #expect(history.compactMap(\.text) == ["carol was here", "alice first", "alice after"], "\(history)")
+                #expect(history.allSatisfy { $0.dropped == nil })
+            }
+            // Bob leaves: the server answers with the chat and no role, and Bob keeps nothing of it.
+            try await bob.leave(chat)
+            await expectRefusal(.unknownChat) { _ = try await bob.chatInfo(chat) }
+            #expect(try await alice.groupState(chat).members[bob.profile.accountID] == nil)
+            #expect(try await alice.chatInfo(chat).chat.memberCount == 1)
+        }
+    }
+
     @Test("edits, deletions, pins and reactions travel encrypted inside posts and are read as such")
     func encryptedOperations() async throws {
         try await TestServer.run { server in

@@ -460,6 +460,8 @@ public struct ChatService: Sendable {
         }
         applyMembershipLocally(effects, chat: chat.id)
         try publish(update, receipt: receipt, in: chat)
+        // After a leave the caller no longer sees the group: it gets the chat as it was, no role.
+        guard change.action != .leave else { return ChatInfoResponse(chat: WireChat(chat), role: nil, rights: nil) }
         return try await info(ChatRef(chatId: chat.id), for: caller)
     }
 
