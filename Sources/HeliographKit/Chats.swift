@@ -300,6 +300,18 @@ extension HeliographClient {
         try keyStore.update { $0.groups?[chat.description]?.checkedVersion = state.version }
     }
 
+    /// Checks the group's member devices now (rather than at most every 30 seconds before a
+    /// post) and makes a new sender key if a device that had this device's key is gone: after a
+    /// member revoked a device, the revoked device reads nothing that follows.
+    public func refreshGroupKeys(_ chat: ChatID) async throws {
+        try await ensureSenderKey(in: chat, force: true)
+    }
+
+    /// The id of this device's current sender key in the group, if it has one.
+    public func senderKeyID(in chat: ChatID) throws -> UInt32? {
+        try keyStore.read().groups?[chat.description]?.ownKey?.keyID
+    }
+
     /// Account names of a chat's members, from the server's member list (the names are not in
     /// the signed chain; the accounts are, and only those are used).
     func memberNames(_ chat: ChatID) async throws -> [AccountID: String] {

@@ -263,6 +263,36 @@ struct PrivateGroupTests {
         }
     }
 
+    @Test("a member's revoked device gets no new sender key: the others' keys rotate")
+    func deviceRevocationRotates() async throws {
+        try await TestServer.run { server in
+            let alice = try await server.register("alice")
+            let bobPhone = try await server.register("bob_b", device: "phone")
+            let bobLaptop = try await server.addDevice(to: bobPhone, named: "laptop")
+            let chat = try await alice.createPrivateGroup(title: "Devices", members: ["bob_b"])
+            try await alice.post("both devices", to: chat)
+            #expect(try await catchUp(bobLaptop).compactMap(\.text) == ["both devices"])
+            let before = try #require(try alice.senderKeyID(in: chat))
+            // Unchanged devices: the key stays.
+            try await alice.refreshGroupKeys(chat)
+            #expect(try alice.senderKeyID(in: chat) == before)
+
+            _ = try await bobPhone.revokeDevice(bobLaptop.profile.deviceID)
+            try await alice.refreshGroupKeys(chat)
+            let after = try #require(try alice.senderKeyID(in: chat))
+            #expect(after != before)
+            try await alice.post("phone only", to: chat)
+            #expect(try await catchUp(bobPhone).compactMap(\.text) == ["both devices", "phone only"])
+            // The laptop's last key material opens nothing new, even handed the ciphertext.
+            let update = try #require(
+                try await server.storage.chatLog.updates(of: chat, after: 0, limit: 10).last { $0.kind == .message })
+            let attempt = try bobLaptop.interpret(
+                wireUpdate(update),
+                in: WireChat(Chat(id: chat, kind: .privateGroup, title: "", createdAt: Date(), membershipVersion: 1)))
+            #expect(attempt.text == nil && attempt.dropped != nil)
+        }
+    }
+
     @Test("edits, deletions, pins and reactions travel encrypted inside posts and are read as such")
     func encryptedOperations() async throws {
         try await TestServer.run { server in
