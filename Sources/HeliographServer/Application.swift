@@ -109,7 +109,7 @@ public func buildApplication(
     // One per node: the services revoke through it, every socket checks it, the feed feeds it.
     let revocations = RevocationRegistry()
     // One per node: which sockets here follow which chats.
-    let fanout = ChatFanout()
+    let fanout = ChatFanout(counted: { metrics.recordChatPushes($0) })
     let services = HeliographServices(
         storage: storage, configuration: configuration, clock: clock, hub: hub, metrics: metrics, revocations: revocations,
         fanout: fanout, logger: logger)
@@ -135,7 +135,7 @@ public func buildApplication(
         // The address is taken at the upgrade: every request on the socket counts against it.
         let client = clients.resolve(peer: context.requestContext.remoteAddress, headers: context.request.headers)
         await gateway.serve(
-            inbound: inbound, outbound: outbound, client: client, eventLoop: context.requestContext.channel.eventLoop,
+            inbound: inbound, outbound: outbound, client: client, channel: context.requestContext.channel,
             logger: context.logger)
     }
 

@@ -71,9 +71,10 @@ struct SocketGateway: Sendable {
     /// Serves one upgraded socket from `client` until either side closes it; `eventLoop` is the
     /// connection's, where its authentication deadline runs.
     func serve(
-        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, client: ClientAddress,
-        eventLoop: any EventLoop, logger: Logger
+        inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter, client: ClientAddress, channel: any Channel,
+        logger: Logger
     ) async {
+        let eventLoop = channel.eventLoop
         let state = SocketStateBox()
         let dispatcher = APIDispatcher(services: services, client: client)
 
@@ -120,8 +121,8 @@ struct SocketGateway: Sendable {
                         }
                         state.withLock { $0.requestInFlight = true }
                         await handleFrame(
-                            Data(text.utf8), state: state, dispatcher: dispatcher, outbound: outbound, logger: logger,
-                            close: close, group: &group)
+                            Data(text.utf8), state: state, dispatcher: dispatcher, outbound: outbound, channel: channel,
+                            logger: logger, close: close, group: &group)
                         // A shutdown or revocation that arrived during the request waited for it;
                         // close now.
                         let pending = state.withLock { state -> (HeliographError, WebSocketErrorCode)? in
@@ -156,7 +157,7 @@ struct SocketGateway: Sendable {
     /// Handles one client frame; never throws: every failure becomes an error frame or response.
     private func handleFrame(
         _ frame: Data, state: SocketStateBox, dispatcher: APIDispatcher, outbound: WebSocketOutboundWriter,
-        logger: Logger, close: @escaping @Sendable (HeliographError, WebSocketErrorCode) async -> Void,
+        channel: any Channel, logger: Logger, close: @escaping @Sendable (HeliographError, WebSocketErrorCode) async -> Void,
         group: inout TaskGroup<Void>
     ) async {
         let head: ClientFrameHead
@@ -211,7 +212,8 @@ struct SocketGateway: Sendable {
                 let response: Data
                 if method == .authenticate {
                     response = try await authenticate(
-                        id: id, frame: frame, state: state, outbound: outbound, logger: logger, close: close, group: &group)
+                        id: id, frame: frame, state: state, outbound: outbound, channel: channel, logger: logger,
+                        close: close, group: &group)
                 } else {
                     response = try await dispatcher.handle(method: method, id: id, frame: frame, caller: caller)
                 }
@@ -226,7 +228,8 @@ struct SocketGateway: Sendable {
 
     /// Binds the socket to a device session and starts its delivery loop.
     private func authenticate(
-        id: String, frame: Data, state: SocketStateBox, outbound: WebSocketOutboundWriter, logger: Logger,
+        id: String, frame: Data, state: SocketStateBox, outbound: WebSocketOutboundWriter, channel: any Channel,
+        logger: Logger,
         close: @escaping @Sendable (HeliographError, WebSocketErrorCode) async -> Void, group: inout TaskGroup<Void>
     ) async throws -> Data {
         let request = try WireCodec.decode(RequestFrame<AuthenticateRequest>.self, from: frame).body
@@ -281,7 +284,8 @@ struct SocketGateway: Sendable {
         let chats = try await storage.chats.memberships(of: device.accountID, limit: ChatService.maximumChatList).map(
             \.chat.id)
         let (registration, wakeups, mailbox) = hub.register(device.deviceID)
-        let (chatRegistration, sink) = fanout.register(account: device.accountID, device: device.deviceID, chats: chats)
+        let (chatRegistration, sink) = fanout.register(
+            account: device.accountID, device: device.deviceID, chats: chats, channel: channel)
         state.withLock {
             $0.registration = registration
             $0.chatRegistration = chatRegistration
@@ -372,7 +376,9 @@ struct SocketGateway: Sendable {
             let (frames, overflowed) = sink.take()
             do {
                 if overflowed {
+                    // Waits until the socket can take it, then direct pushes resume.
                     try await outbound.write(.text(Self.chatsChangedFrame))
+                    sink.resynced()
                 }
                 for frame in frames { try await outbound.write(.text(frame)) }
                 metrics.recordChatPushes(frames.count)

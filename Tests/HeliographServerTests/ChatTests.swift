@@ -48,7 +48,8 @@ struct PublicChatTests {
     func channelFanout() async throws {
         let subscribers = 1_000
         try await TestServer.run(configure: { configuration in
-            configuration.maxConnectionsPerAddress = subscribers + 50
+            // The receiving sockets, plus two per subscriber still joining (50 at a time).
+            configuration.maxConnectionsPerAddress = subscribers + 150
             configuration.registerAddressRate = 0
             configuration.loginAddressRate = 0
             configuration.authRate = 0

@@ -1,14 +1,18 @@
 import Foundation
 import HeliographCore
+import NIOCore
+import NIOWebSocket
 import Synchronization
 
 /// Pushes committed chat updates to the sockets on this node whose accounts are members.
 ///
-/// A post is encoded once; ``publish(_:frame:)`` hands the same text to every listening
-/// socket's bounded queue and wakes its writer, so the poster never waits for the push and
-/// the cost per subscriber is one queue append. A socket that reads too slowly loses queued
-/// frames and gets one `chatsChanged` frame instead: it syncs and fetches the gaps, so nothing
-/// is lost, only fetched later. Offline members simply fetch from their position later.
+/// A post is encoded once into one buffer. ``publish(_:sequence:frame:)`` groups the listening
+/// sockets by event loop and hands each loop one job that writes the same buffer to each of its
+/// sockets, so the cost per subscriber is one write and flush on the loop that owns the socket,
+/// with no task to wake. The poster never waits for the push. A socket whose outbound buffer
+/// is full (it reads too slowly) gets nothing more: it is marked, and its own writer sends it one
+/// `chatsChanged` frame once it drains, after which it syncs and fetches the gaps. Nothing is
+/// lost, only fetched later; offline members simply fetch from their position later.
 public final class ChatFanout: Sendable {
     /// One socket's queue of encoded frames.
     final class Sink: Sendable {
@@ -17,10 +21,46 @@ public final class ChatFanout: Sendable {
         private let state = Mutex<(frames: [String], overflowed: Bool)>(([], false))
         let wake: AsyncStream<Void>.Continuation
         let wakeups: AsyncStream<Void>
+        /// The socket's connection, written directly on its event loop; nil for sockets served
+        /// without one (every frame then goes through the queue).
+        let channel: (any Channel)?
+        /// Set on the socket's event loop when a direct write found the socket not writable; from
+        /// then on frames go nowhere until the writer has told the socket to sync.
+        private let resyncing = Atomic<Bool>(false)
+        /// The WebSocket frame encoder's place in the connection's pipeline, found on first use:
+        /// frames encoded once for everyone are written from there, past the encoder.
+        private let encoder: NIOLoopBoundBox<ChannelHandlerContext?>?
 
-        init() {
+        init(channel: (any Channel)?) {
+            self.channel = channel
+            if let channel {
+                encoder = NIOLoopBoundBox<ChannelHandlerContext?>.makeEmptyBox(
+                    valueType: ChannelHandlerContext.self, eventLoop: channel.eventLoop)
+            } else {
+                encoder = nil
+            }
             (wakeups, wake) = AsyncStream<Void>.makeStream(bufferingPolicy: .bufferingNewest(1))
         }
+
+        /// Writes a frame, already encoded as WebSocket bytes, on the socket's connection; called
+        /// on its event loop. Returns whether it was written.
+        func writeDirectly(_ encoded: ByteBuffer) -> Bool {
+            guard let channel, let encoder, channel.isActive else { return false }
+            guard channel.isWritable, !resyncing.load(ordering: .relaxed) else {
+                // Too slow: stop pushing and let the writer tell it to sync once it can.
+                if !resyncing.exchange(true, ordering: .relaxed) { markChanged() }
+                return false
+            }
+            if encoder.value == nil {
+                encoder.value = try? channel.pipeline.syncOperations.context(handlerType: WebSocketFrameEncoder.self)
+            }
+            guard let context = encoder.value else { return false }
+            context.writeAndFlush(NIOAny(encoded), promise: nil)
+            return true
+        }
+
+        /// The writer told the socket to sync: direct pushes may go on.
+        func resynced() { resyncing.store(false, ordering: .relaxed) }
 
         func put(_ frame: String) {
             state.withLock { state in
@@ -71,13 +111,19 @@ public final class ChatFanout: Sendable {
     private let state = Mutex(State())
     private let nextID = Atomic<UInt64>(0)
 
-    /// Creates an empty fan-out.
-    public init() {}
+    /// Creates an empty fan-out; `counted` hears how many frames each write job wrote.
+    public init(counted: @escaping @Sendable (Int) -> Void = { _ in }) {
+        self.counted = counted
+    }
 
     /// Registers a socket of `account` following `chats`; returns its id and queue.
-    func register(account: AccountID, device: DeviceID, chats: [ChatID]) -> (id: UInt64, sink: Sink) {
+    func register(
+        account: AccountID, device: DeviceID, chats: [ChatID], channel: (any Channel)? = nil
+    ) -> (
+        id: UInt64, sink: Sink
+    ) {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).newValue
-        let sink = Sink()
+        let sink = Sink(channel: channel)
         state.withLock { state in
             state.sockets[id] = Registration(account: account, device: device, sink: sink, chats: Set(chats))
             state.byAccount[account, default: []].insert(id)
@@ -130,9 +176,65 @@ public final class ChatFanout: Sendable {
             state.published[chat] = max(state.published[chat] ?? 0, sequence)
             return Array(listeners.values)
         }
-        for sink in sinks { sink.put(frame) }
+        // One encoded frame for every socket, jobs per event loop.
+        let encoded = Self.encodeTextFrame(frame)
+        var byLoop: [ObjectIdentifier: (loop: any EventLoop, sinks: [Sink])] = [:]
+        for sink in sinks {
+            guard let loop = sink.channel?.eventLoop else {
+                sink.put(frame)
+                continue
+            }
+            byLoop[ObjectIdentifier(loop), default: (loop, [])].sinks.append(sink)
+        }
+        for (_, batch) in byLoop { write(encoded, to: batch.sinks[...], on: batch.loop, fallback: frame) }
         return sinks.count
     }
+
+    /// Sockets written per job: between jobs the loop serves everything else queued meanwhile
+    /// (the poster's acknowledgement among it), so a large fan-out does not hold it up.
+    static let socketsPerJob = 256
+
+    /// Writes to a chunk of sockets on their loop, then queues the rest behind whatever came in.
+    private func write(_ encoded: ByteBuffer, to sinks: ArraySlice<Sink>, on loop: any EventLoop, fallback: String) {
+        loop.execute {
+            let chunk = sinks.prefix(Self.socketsPerJob)
+            var written = 0
+            for sink in chunk {
+                if sink.writeDirectly(encoded) {
+                    written += 1
+                } else if sink.channel?.isActive == true, sink.channel?.isWritable == true {
+                    // No encoder found (an unusual pipeline): the socket's own writer sends it.
+                    sink.put(fallback)
+                }
+            }
+            self.counted(written)
+            let rest = sinks.dropFirst(Self.socketsPerJob)
+            if !rest.isEmpty { self.write(encoded, to: rest, on: loop, fallback: fallback) }
+        }
+    }
+
+    /// A server-to-client text frame (final, unmasked) as RFC 6455 section 5.2 lays it out.
+    static func encodeTextFrame(_ text: String) -> ByteBuffer {
+        let payload = ByteBuffer(string: text)
+        var frame = ByteBuffer()
+        frame.reserveCapacity(payload.readableBytes + 10)
+        frame.writeInteger(UInt8(0x81))
+        switch payload.readableBytes {
+        case 0..<126: frame.writeInteger(UInt8(payload.readableBytes))
+        case 126...Int(UInt16.max):
+            frame.writeInteger(UInt8(126))
+            frame.writeInteger(UInt16(payload.readableBytes))
+        default:
+            frame.writeInteger(UInt8(127))
+            frame.writeInteger(UInt64(payload.readableBytes))
+        }
+        var bytes = payload
+        frame.writeBuffer(&bytes)
+        return frame
+    }
+
+    /// Told how many frames each job wrote (the server's push counter).
+    private let counted: @Sendable (Int) -> Void
 
     /// Hands a frame to the sockets of one account (read positions), except `excluding`'s.
     func publish(toAccount account: AccountID, excluding device: DeviceID?, frame: String) {
