@@ -40,6 +40,9 @@ public struct ChatEvent: Sendable, Equatable {
     /// Set when the update could not be read or was refused (a forged membership change, a
     /// post without a sender key); the reason is safe to show.
     public var dropped: String?
+    /// A private group's membership change this device had already taken in (its own, or one
+    /// read while checking the membership): nothing new to show.
+    public var repeated = false
 }
 
 /// The content of a private group post, encrypted with the sender's sender key.
@@ -582,7 +585,7 @@ extension HeliographClient {
         event.chatTitle = (try? keyStore.read().groups?[chat.chatId.description]?.title) ?? "private group"
         switch update.kind {
         case .membership:
-            event.notice = try acceptMembership(update, chat: chat.chatId)
+            (event.notice, event.repeated) = try acceptMembership(update, chat: chat.chatId)
         case .message:
             guard let payload = update.payload, let sender = update.sender else {
                 event.dropped = "the post has no ciphertext or sender"
@@ -616,9 +619,9 @@ extension HeliographClient {
     /// Verifies a private group's membership change against the chain so far and records it;
     /// returns a description, or throws nothing and records nothing for a forged one (the
     /// description then says it was refused).
-    private func acceptMembership(_ update: WireChatUpdate, chat: ChatID) throws -> String {
+    private func acceptMembership(_ update: WireChatUpdate, chat: ChatID) throws -> (notice: String, repeated: Bool) {
         guard let bytes = update.payload, let signed = try? SignedMembershipChange(bytes: bytes) else {
-            return "refused a membership change that is not a signed change"
+            return ("refused a membership change that is not a signed change", false)
         }
         // Checked and recorded under the key file's lock: two processes of one profile (a
         // `listen` and a command) reading the same change record it once.
@@ -651,10 +654,10 @@ extension HeliographClient {
         let change = signed.change
         switch outcome {
         case nil:
-            return "membership change \(change.version) (already known)"
+            return ("membership change \(change.version) (already known)", true)
         case .failure(let error)?:
             logger.notice("refused a membership change", metadata: ["chat": "\(chat)", "reason": "\(error)"])
-            return "refused a membership change: \(error.message)"
+            return ("refused a membership change: \(error.message)", false)
         case .success?:
             let contacts = (try? keyStore.read().contacts) ?? [:]
             let names = change.members.map { member in
@@ -662,7 +665,7 @@ extension HeliographClient {
                     ? "@\(profile.username)"
                     : contacts[member.account.description].map { "@\($0.username)" } ?? member.account.description
             }
-            return "\(change.action.rawValue) \(names.joined(separator: ", ")) (membership version \(change.version))"
+            return ("\(change.action.rawValue) \(names.joined(separator: ", ")) (membership version \(change.version))", false)
         }
     }
 

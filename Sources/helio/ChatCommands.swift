@@ -423,7 +423,7 @@ final class ChatFollower: Sendable {
     private func show(_ update: ChatEvent) -> Bool {
         let event = titled(update, client)
         // A membership change this device made itself comes back through the log: not news.
-        if event.kind == .membership, event.notice == "membership change already known" { return false }
+        if event.repeated { return false }
         if let reason = event.dropped {
             if event.chatKind == .privateGroup, event.kind == .message {
                 waiting.withLock {
