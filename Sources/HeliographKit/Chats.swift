@@ -268,9 +268,17 @@ extension HeliographClient {
         // The member accounts' devices as their signed lists name them.
         let names = try await memberNames(chat)
         var devices: [String: [String]] = [:]
-        for account in state.members.keys {
+        for (account, member) in state.members {
             guard let name = names[account] else { continue }
             let trusted = try await trustedDevices(of: name)
+            // The names are the server's word: a name must lead to the very account and identity
+            // key the signed membership lists, or the key would go to someone else.
+            guard trusted.info.accountId == account, trusted.identity.rawBytes == member.identityKey else {
+                logger.notice(
+                    "a group member's name leads to another account or key; it gets no sender key",
+                    metadata: ["chat": "\(chat)", "account": "\(account)"])
+                continue
+            }
             devices[name] = trusted.targets(excluding: profile.deviceID).map {
                 "\(trusted.info.accountId)/\($0.device)"
             }
@@ -291,16 +299,16 @@ extension HeliographClient {
         }
         let key = own
         let given = recipients
-        try keyStore.update { state in
-            state.groups = state.groups ?? [:]
-            var record = state.groups?[chat.description] ?? DeviceKeyState.GroupKeys()
+        let version = state.version
+        try keyStore.update { keys in
+            keys.groups = keys.groups ?? [:]
+            var record = keys.groups?[chat.description] ?? DeviceKeyState.GroupKeys()
             if record.ownKey?.keyID != key?.keyID { record.ownKey = key }
             record.ownKeyRecipients = given.sorted()
             record.checkedAt = now
-            record.checkedVersion = state.groups?[chat.description]?.checkedVersion ?? 0
-            state.groups?[chat.description] = record
+            record.checkedVersion = version
+            keys.groups?[chat.description] = record
         }
-        try keyStore.update { $0.groups?[chat.description]?.checkedVersion = state.version }
     }
 
     /// Checks the group's member devices now (rather than at most every 30 seconds before a

@@ -30,6 +30,8 @@ final class HostileStorage: HeliographStorage, Sendable {
         var hide: Set<DeviceID> = []
         /// Bundles claimed for a device come from another device (key → source).
         var substituteBundle: [DeviceID: DeviceID] = [:]
+        /// Accounts looked up by id come back under another account's name (member lists).
+        var rename: [AccountID: Username] = [:]
     }
 
     let base: SQLiteStorage
@@ -42,7 +44,7 @@ final class HostileStorage: HeliographStorage, Sendable {
 
     var current: Attacks { attacks.withLock { $0 } }
 
-    var accounts: any AccountStore { base.accounts }
+    var accounts: any AccountStore { HostileAccounts(base: base.accounts, owner: self) }
     var devices: any DeviceStore { HostileDevices(base: base.devices, owner: self) }
     var sessions: any SessionStore { base.sessions }
     var challenges: any ChallengeStore { base.challenges }
@@ -55,6 +57,22 @@ final class HostileStorage: HeliographStorage, Sendable {
     var changeFeed: (any InboxChangeFeed)? { base.changeFeed }
     func ping() async throws { try await base.ping() }
     func close() async throws { try await base.close() }
+}
+
+private struct HostileAccounts: AccountStore {
+    let base: any AccountStore
+    let owner: HostileStorage
+
+    func insert(_ account: Account) async throws { try await base.insert(account) }
+    func account(id: AccountID) async throws -> Account? {
+        var account = try await base.account(id: id)
+        if let name = owner.current.rename[id] { account?.username = name }
+        return account
+    }
+    func account(username: Username) async throws -> Account? { try await base.account(username: username) }
+    func replaceIdentityKey(of accountID: AccountID, from old: Data, to new: Data) async throws -> Bool {
+        try await base.replaceIdentityKey(of: accountID, from: old, to: new)
+    }
 }
 
 private struct HostileDevices: DeviceStore {

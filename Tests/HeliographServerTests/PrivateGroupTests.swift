@@ -171,6 +171,27 @@ struct PrivateGroupTests {
         }
     }
 
+    @Test("a member list that names a member's account as someone else's does not send that someone the sender key")
+    func renamedMember() async throws {
+        try await HostileServerTests.run { server, hostile in
+            let alice = try await server.register("alice")
+            let bob = try await server.register("bob_b")
+            let mallory = try await server.register("mallory")
+            let chat = try await alice.createPrivateGroup(title: "Named", members: ["bob_b"])
+            try await alice.post("for bob", to: chat)
+            #expect(try await catchUp(bob).compactMap(\.text) == ["for bob"])
+            // The server now lists Bob's account under Mallory's name; Alice checks the member
+            // devices again and posts.
+            let mallorysName = try Username(validating: "mallory")
+            hostile.attack { $0.rename[bob.profile.accountID] = mallorysName }
+            try await alice.refreshGroupKeys(chat)
+            try await alice.post("not for mallory", to: chat)
+            // Mallory got nothing from Alice: no sender key, so nothing opens.
+            let inbox = try await mallory.processInbox()
+            #expect(inbox.isEmpty)
+        }
+    }
+
     @Test("the server refuses membership changes not signed by an admin, forged, or out of turn, and changes nothing")
     func refusedChanges() async throws {
         try await TestServer.run { server in
