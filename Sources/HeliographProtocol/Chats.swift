@@ -4,8 +4,6 @@ import HeliographCore
 // Wire protocol v1 for groups and channels. Every request names its chat by `chatId`; the
 // HTTP twins are listed in docs/protocol.md. Times are milliseconds since 1970.
 
-extension ChatKind {}
-
 /// A group or channel as members (or, for public ones, anyone) see it.
 public struct WireChat: Codable, Sendable, Equatable {
     /// The chat id.

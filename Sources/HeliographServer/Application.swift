@@ -58,8 +58,7 @@ public struct HeliographServices: Sendable {
     /// Wires the services over one storage backend.
     public init(
         storage: any HeliographStorage, configuration: ServerConfiguration, clock: any WallClock, hub: DeliveryHub,
-        metrics: ServerMetrics, revocations: RevocationRegistry, fanout: ChatFanout = ChatFanout(),
-        logger: Logger = Logger(label: "heliograph")
+        metrics: ServerMetrics, revocations: RevocationRegistry, fanout: ChatFanout = ChatFanout()
     ) {
         let authLimits = AuthLimits(configuration)
         accounts = AccountService(storage: storage, clock: clock, limits: authLimits)
@@ -79,8 +78,7 @@ public struct HeliographServices: Sendable {
         reports = ReportVerificationService(storage: storage, keyring: franking)
         chats = ChatService(
             storage: storage, clock: clock, configuration: configuration, accounts: accounts, fanout: fanout,
-            postLimiter: RateLimiter(rate: configuration.accountPostRate, burst: configuration.accountPostBurst),
-            logger: logger)
+            postLimiter: RateLimiter(rate: configuration.accountPostRate, burst: configuration.accountPostBurst))
     }
 }
 
@@ -112,7 +110,7 @@ public func buildApplication(
     let fanout = ChatFanout(counted: { metrics.recordChatPushes($0) })
     let services = HeliographServices(
         storage: storage, configuration: configuration, clock: clock, hub: hub, metrics: metrics, revocations: revocations,
-        fanout: fanout, logger: logger)
+        fanout: fanout)
     let gateway = SocketGateway(
         services: services, storage: storage, hub: hub, metrics: metrics, configuration: configuration, clock: clock,
         sockets: sockets, revocations: revocations, fanout: fanout)

@@ -646,14 +646,7 @@ extension Helio {
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
-            try await reportingErrors {
-                let message = try joinedText(text)
-                try await withClient(global) { client in
-                    let info = try await ChatResolver(client: client).resolve(chat)
-                    let posted = try await client.post(message, to: info.chatId)
-                    print("posted #\(posted.seq) to [\(displayTitle(info, client))]")
-                }
-            }
+            try await postText(text, to: chat, global)
         }
     }
 
@@ -1364,14 +1357,7 @@ extension Helio {
             @OptionGroup var global: GlobalOptions
 
             func run() async throws {
-                try await reportingErrors {
-                    let message = try joinedText(text)
-                    try await withClient(global) { client in
-                        let info = try await ChatResolver(client: client).resolve(chat)
-                        let posted = try await client.post(message, to: info.chatId)
-                        print("posted #\(posted.seq) to [\(displayTitle(info, client))]")
-                    }
-                }
+                try await postText(text, to: chat, global)
             }
         }
 
@@ -1447,6 +1433,18 @@ extension Helio {
                     }
                 }
             }
+        }
+    }
+}
+
+/// Posts words as one text to a chat, for `helio post` and `helio channel post`.
+func postText(_ words: [String], to chat: String, _ global: GlobalOptions) async throws {
+    try await reportingErrors {
+        let message = try joinedText(words)
+        try await withClient(global) { client in
+            let info = try await ChatResolver(client: client).resolve(chat)
+            let posted = try await client.post(message, to: info.chatId)
+            print("posted #\(posted.seq) to [\(displayTitle(info, client))]")
         }
     }
 }

@@ -263,9 +263,4 @@ public final class ChatFanout: Sendable {
         state.withLock { state in accounts.filter { state.byAccount[$0] != nil } }
     }
 
-    /// Chats followed by at least one socket on this node.
-    var followedChats: [ChatID] { state.withLock { Array($0.byChat.keys) } }
-
-    /// Sockets registered.
-    var socketCount: Int { state.withLock { $0.sockets.count } }
 }

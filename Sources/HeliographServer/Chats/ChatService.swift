@@ -18,7 +18,6 @@ public struct ChatService: Sendable {
     let fanout: ChatFanout
     /// Posts and operations per account.
     let postLimiter: RateLimiter
-    let logger: Logger
 
     // MARK: Lookup and authorisation
 
