@@ -59,6 +59,8 @@ let package = Package(
             dependencies: [
                 "HeliographCore",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                // SHA-256 that names and verifies blobs.
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings
         ),

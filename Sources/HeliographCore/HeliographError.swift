@@ -104,6 +104,19 @@ public struct HeliographError: Error, Sendable, Equatable, CustomStringConvertib
         public static let membershipConflict = Code("membership_conflict")
         /// A private-group post made with a sender key older than the latest removal.
         public static let staleSenderKey = Code("stale_sender_key")
+        // Uploads and blobs
+        /// Different bytes were sent for an upload part that is already stored.
+        public static let partMismatch = Code("part_mismatch")
+        /// The part index is past the upload's last part, or the part has the wrong length.
+        public static let partOutOfRange = Code("part_out_of_range")
+        /// The upload cannot finish: parts are missing (the message names them).
+        public static let uploadIncomplete = Code("upload_incomplete")
+        /// The uploaded bytes' size or SHA-256 is not the declared one.
+        public static let hashMismatch = Code("hash_mismatch")
+        /// No upload has this id (never created, discarded or expired).
+        public static let unknownUpload = Code("unknown_upload")
+        /// No blob has this hash.
+        public static let unknownBlob = Code("unknown_blob")
         // Server
         /// The store is unreachable for now; retrying later will work.
         public static let temporarilyUnavailable = Code("temporarily_unavailable")

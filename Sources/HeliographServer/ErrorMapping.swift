@@ -11,13 +11,15 @@ enum ErrorMapping {
     static func status(for code: HeliographError.Code) -> Int {
         switch code {
         case .badRequest, .unknownMethod, .invalidUsername, .invalidMessageID, .invalidKey, .ackOutOfRange,
-            .invalidMembershipChange:
+            .invalidMembershipChange, .partOutOfRange, .hashMismatch:
             400
         case .unauthenticated, .tokenExpired, .deviceRevoked, .badSignature, .challengeExpired: 401
         case .forbidden, .devicePending, .recoveryRequired, .notAMember, .missingRight, .banned: 403
-        case .notFound, .unknownAccount, .unknownDevice, .noDevices, .unknownChat, .unknownMessage: 404
+        case .notFound, .unknownAccount, .unknownDevice, .noDevices, .unknownChat, .unknownMessage, .unknownUpload,
+            .unknownBlob:
+            404
         case .usernameTaken, .deviceListMismatch, .idempotencyConflict, .alreadyMember, .chatFull, .membershipConflict,
-            .staleSenderKey:
+            .staleSenderKey, .partMismatch, .uploadIncomplete:
             409
         case .inviteRevoked, .inviteExpired, .inviteUsedUp: 410
         case .payloadTooLarge: 413

@@ -21,6 +21,8 @@ public final class SQLiteStorage: HeliographStorage {
     public let frankingKeys: any FrankingKeyStore
     public let chats: any ChatStore
     public let chatLog: any ChatLogStore
+    /// Blobs as files in `blobs/` beside the database file.
+    public let blobs: any BlobStore
     /// One embedded database serves one node: no cross-node feed.
     public var changeFeed: (any InboxChangeFeed)? { nil }
 
@@ -47,6 +49,7 @@ public final class SQLiteStorage: HeliographStorage {
         frankingKeys = SQLiteFrankingKeyStore(pool: pool)
         chats = SQLiteChatStore(pool: pool)
         chatLog = SQLiteChatLogStore(pool: pool)
+        blobs = try FileBlobStore(directory: URL(fileURLWithPath: path).deletingLastPathComponent())
     }
 
     /// Opens the database `heliograph.sqlite` in `directory`, creating the directory (mode 0700).

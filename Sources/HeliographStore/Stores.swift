@@ -310,6 +310,8 @@ public protocol HeliographStorage: Sendable {
     var chats: any ChatStore { get }
     /// The chats' logs.
     var chatLog: any ChatLogStore { get }
+    /// Uploaded blobs (attachments), named by their SHA-256.
+    var blobs: any BlobStore { get }
     /// Cross-node wake-ups, for backends shared by several server nodes; nil for one node.
     var changeFeed: (any InboxChangeFeed)? { get }
     /// A cheap round trip, for readiness checks.

@@ -73,6 +73,7 @@ public final class PostgresStorage: HeliographStorage {
     public let frankingKeys: any FrankingKeyStore
     public let chats: any ChatStore
     public let chatLog: any ChatLogStore
+    public let blobs: any BlobStore
     public var changeFeed: (any InboxChangeFeed)? { feed }
 
     /// Connects, checks the database answers within `connectTimeout`, and migrates it.
@@ -116,6 +117,7 @@ public final class PostgresStorage: HeliographStorage {
         frankingKeys = PostgresFrankingKeyStore(client: client, timeout: operationTimeout)
         chats = PostgresChatStore(client: client, timeout: operationTimeout, node: node)
         chatLog = PostgresChatLogStore(client: client, logger: logger, timeout: operationTimeout, node: node)
+        blobs = PostgresBlobStore(client: client, timeout: operationTimeout)
         do {
             // One direct connection first: it fails at once with the real cause (refused,
             // unknown host, bad password) instead of the pool's silent retries.
@@ -459,6 +461,44 @@ enum PostgresSchema {
                 )
                 """,
                 "CREATE INDEX chat_join_requests_by_time ON chat_join_requests(chat_id, requested_at)",
+            ]
+        ),
+        (
+            // Blobs as chunk rows keyed by byte offset (a range read fetches only its chunks), and
+            // resumable uploads with their parts. Hashes are the 32 SHA-256 bytes; times milliseconds.
+            "v7-blobs",
+            [
+                "CREATE TABLE blobs (hash bytea PRIMARY KEY, size bigint NOT NULL, created_at bigint NOT NULL)",
+                "CREATE INDEX blobs_by_creation ON blobs(created_at, hash)",
+                """
+                CREATE TABLE blob_chunks (
+                    hash bytea NOT NULL REFERENCES blobs(hash) ON DELETE CASCADE,
+                    byte_offset bigint NOT NULL,
+                    bytes bytea NOT NULL,
+                    PRIMARY KEY (hash, byte_offset)
+                )
+                """,
+                """
+                CREATE TABLE blob_uploads (
+                    id uuid PRIMARY KEY,
+                    owner uuid NOT NULL,
+                    size bigint NOT NULL,
+                    sha256 bytea NOT NULL,
+                    part_size bigint NOT NULL,
+                    created_at bigint NOT NULL,
+                    expires_at bigint NOT NULL,
+                    finished_hash bytea
+                )
+                """,
+                "CREATE INDEX blob_uploads_by_expiry ON blob_uploads(expires_at)",
+                """
+                CREATE TABLE blob_upload_parts (
+                    upload_id uuid NOT NULL REFERENCES blob_uploads(id) ON DELETE CASCADE,
+                    part_index bigint NOT NULL,
+                    bytes bytea NOT NULL,
+                    PRIMARY KEY (upload_id, part_index)
+                )
+                """,
             ]
         ),
     ]
