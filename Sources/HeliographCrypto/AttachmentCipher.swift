@@ -105,6 +105,119 @@ public enum AttachmentCipher {
         }
     }
 
+    /// Authenticates and decrypts one sealed chunk (ciphertext and tag) under its index and final flag.
+    static func openChunk(
+        _ sealed: Data,
+        key: SymmetricKey,
+        header: Data,
+        index: UInt64,
+        isFinal: Bool
+    ) throws(SessionError) -> Data {
+        let failure = SessionError(
+            .tampered,
+            "attachment chunk \(index) does not authenticate (wrong key, or altered, moved, dropped or cut)"
+        )
+        guard sealed.count > tagSize else { throw failure }
+        let tagStart = sealed.endIndex - tagSize
+        do {
+            let box = try AES.GCM.SealedBox(
+                nonce: nonce(prefix: Data(header.dropFirst()), index: index),
+                ciphertext: sealed[sealed.startIndex..<tagStart],
+                tag: sealed[tagStart...]
+            )
+            let associatedData = associatedData(header: header, index: index, isFinal: isFinal)
+            return try AES.GCM.open(box, using: key, authenticating: associatedData)
+        } catch {
+            throw failure
+        }
+    }
+
+    /// The plaintext bytes within a chunk's decrypted padded-stream bytes that start at stream
+    /// offset `start`; the padding within them must be zero.
+    static func plaintextPart(of stream: Data, at start: UInt64, plaintextSize: UInt64) throws(SessionError) -> Data {
+        let end = start + UInt64(stream.count)
+        let dataStart = lengthFieldSize
+        let dataEnd = dataStart + plaintextSize
+        let base = stream.startIndex
+        if end > dataEnd {
+            let padding = stream[(base + Int(max(start, dataEnd) - start))...]
+            guard padding.allSatisfy({ $0 == 0 }) else {
+                throw SessionError(.malformed, "the attachment's padding is not zero")
+            }
+        }
+        let from = max(start, dataStart)
+        let to = min(end, dataEnd)
+        guard from < to else { return Data() }
+        return Data(stream[(base + Int(from - start))..<(base + Int(to - start))])
+    }
+
+    // MARK: Random access
+
+    /// The number of chunks of the file a pointer describes.
+    public static func chunkCount(plaintextSize: UInt64) -> UInt64 {
+        chunkCount(forPaddedSize: paddedSize(forPlaintextSize: plaintextSize))
+    }
+
+    /// Where chunk `index` (ciphertext and tag) sits in the uploaded ciphertext: fetch this range
+    /// and the header (bytes 0..<13) to decrypt the chunk alone with ``decryptChunk(_:index:header:pointer:)``.
+    public static func ciphertextRange(ofChunk index: UInt64, plaintextSize: UInt64) -> Range<UInt64> {
+        let start = UInt64(headerSize) + index * UInt64(chunkSize + tagSize)
+        return start..<min(start + UInt64(chunkSize + tagSize), ciphertextSize(forPlaintextSize: plaintextSize))
+    }
+
+    /// The plaintext bytes chunk `index` holds (empty for chunks of padding only).
+    public static func plaintextRange(ofChunk index: UInt64, plaintextSize: UInt64) -> Range<UInt64> {
+        let start = index * UInt64(chunkSize)
+        let end = start + UInt64(chunkSize)
+        let from = min(max(start, lengthFieldSize) - lengthFieldSize, plaintextSize)
+        let to = min(max(end, lengthFieldSize) - lengthFieldSize, plaintextSize)
+        return from..<to
+    }
+
+    /// Decrypts one chunk of a file on its own (for a range request), under the pointer's key.
+    /// The chunk's tag binds it to its index and to being last or not, so a server answering a
+    /// range request with other bytes is refused; the file's digest is not checked here.
+    public static func decryptChunk(
+        _ sealed: Data,
+        index: UInt64,
+        header: Data,
+        pointer: AttachmentPointer
+    ) throws(SessionError) -> Data {
+        guard pointer.key.count == keySize else {
+            throw SessionError(.invalidKey, "an attachment key is \(keySize) bytes (got \(pointer.key.count))")
+        }
+        guard header.count == headerSize, header.first == formatVersion else {
+            throw SessionError(.malformed, "an attachment header is \(headerSize) bytes starting with version \(formatVersion)")
+        }
+        let size = pointer.plaintextSize
+        guard size <= maximumPlaintextSize, pointer.ciphertextSize == ciphertextSize(forPlaintextSize: size) else {
+            throw SessionError(.malformed, "the attachment's sizes do not fit together")
+        }
+        let count = chunkCount(plaintextSize: size)
+        guard index < count else {
+            throw SessionError(.malformed, "the attachment has \(count) chunks (asked for chunk \(index))")
+        }
+        let stream = try openChunk(
+            sealed,
+            key: SymmetricKey(data: pointer.key),
+            header: header,
+            index: index,
+            isFinal: index + 1 == count
+        )
+        let start = index * UInt64(chunkSize)
+        let padded = paddedSize(forPlaintextSize: size)
+        guard UInt64(stream.count) == min(UInt64(chunkSize), padded - start) else {
+            throw SessionError(.malformed, "attachment chunk \(index) does not fit the length the file declares")
+        }
+        if index == 0 {
+            var reader = ByteReader(stream.prefix(Int(lengthFieldSize)))
+            guard try reader.readUInt64() == size else {
+                throw SessionError(.tampered, "the attachment's length is not the one its sender gave")
+            }
+        }
+        return try plaintextPart(of: stream, at: start, plaintextSize: size)
+    }
+
     /// The nonce of chunk `index`: the file's prefix with its last eight bytes XORed with the index.
     static func nonce(prefix: Data, index: UInt64) -> AES.GCM.Nonce {
         var bytes = [UInt8](prefix)
@@ -371,23 +484,13 @@ public struct AttachmentDecryptor {
         if plaintextSize != nil, chunkIndex >= chunkCount {
             throw SessionError(.tampered, "the attachment has more chunks than its length allows")
         }
-        let prefix = header.dropFirst()
-        let tagStart = sealed.endIndex - AttachmentCipher.tagSize
-        let plaintext: Data
-        do {
-            let box = try AES.GCM.SealedBox(
-                nonce: AttachmentCipher.nonce(prefix: Data(prefix), index: chunkIndex),
-                ciphertext: sealed[sealed.startIndex..<tagStart],
-                tag: sealed[tagStart...]
-            )
-            let associatedData = AttachmentCipher.associatedData(header: header, index: chunkIndex, isFinal: isFinal)
-            plaintext = try AES.GCM.open(box, using: symmetricKey, authenticating: associatedData)
-        } catch {
-            throw SessionError(
-                .tampered,
-                "attachment chunk \(chunkIndex) does not authenticate (wrong key, or altered, moved, dropped or cut)"
-            )
-        }
+        let plaintext = try AttachmentCipher.openChunk(
+            sealed,
+            key: symmetricKey,
+            header: header,
+            index: chunkIndex,
+            isFinal: isFinal
+        )
         if chunkIndex == 0 { try readLength(plaintext) }
         guard let plaintextSize else { throw SessionError(.malformed, "the attachment has no length") }
         let isLast = chunkIndex + 1 == chunkCount
@@ -399,22 +502,7 @@ public struct AttachmentDecryptor {
         }
         let start = streamOffset
         let end = start + UInt64(plaintext.count)
-        let dataStart = AttachmentCipher.lengthFieldSize
-        let dataEnd = dataStart + plaintextSize
-        let from = max(start, dataStart)
-        let to = min(end, dataEnd)
-        var output = Data()
-        if from < to {
-            let base = plaintext.startIndex
-            output = Data(plaintext[(base + Int(from - start))..<(base + Int(to - start))])
-        }
-        if end > dataEnd {
-            let base = plaintext.startIndex
-            let padding = plaintext[(base + Int(max(start, dataEnd) - start))...]
-            guard padding.allSatisfy({ $0 == 0 }) else {
-                throw SessionError(.malformed, "the attachment's padding is not zero")
-            }
-        }
+        let output = try AttachmentCipher.plaintextPart(of: plaintext, at: start, plaintextSize: plaintextSize)
         streamOffset = end
         chunkIndex += 1
         return output

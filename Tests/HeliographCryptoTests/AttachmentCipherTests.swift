@@ -325,6 +325,55 @@ struct AttachmentCipherTests {
         #expect(failure(notFinal, key: seal.key) == .tampered)
     }
 
+    @Test("Random access: each chunk decrypts alone to its plaintext range; another chunk in its place is refused")
+    func randomAccess() throws {
+        let (data, ciphertext, seal) = try fiveChunkFile()
+        let pointer = AttachmentPointer(seal: seal, mediaType: "video/mp4")
+        let header = ciphertext.prefix(AttachmentCipher.headerSize)
+        let count = AttachmentCipher.chunkCount(plaintextSize: pointer.plaintextSize)
+        #expect(count == 5)
+        var joined = Data()
+        for index in 0..<count {
+            let range = AttachmentCipher.ciphertextRange(ofChunk: index, plaintextSize: pointer.plaintextSize)
+            let sealed = ciphertext.subdata(in: Int(range.lowerBound)..<Int(range.upperBound))
+            let part = try AttachmentCipher.decryptChunk(sealed, index: index, header: header, pointer: pointer)
+            let plain = AttachmentCipher.plaintextRange(ofChunk: index, plaintextSize: pointer.plaintextSize)
+            #expect(part == data.subdata(in: Int(plain.lowerBound)..<Int(plain.upperBound)))
+            joined.append(part)
+
+            let other = index == 0 ? 1 : index - 1
+            let otherRange = AttachmentCipher.ciphertextRange(ofChunk: other, plaintextSize: pointer.plaintextSize)
+            let wrong = ciphertext.subdata(in: Int(otherRange.lowerBound)..<Int(otherRange.upperBound))
+            #expect(throws: SessionError(.tampered, "")) {
+                try AttachmentCipher.decryptChunk(wrong, index: index, header: header, pointer: pointer)
+            }
+        }
+        #expect(joined == data)
+        #expect(
+            AttachmentCipher.ciphertextRange(ofChunk: count - 1, plaintextSize: pointer.plaintextSize).upperBound
+                == UInt64(ciphertext.count))
+
+        let first = ciphertext.subdata(in: AttachmentCipher.headerSize..<AttachmentCipher.headerSize + Self.sealedChunk)
+        #expect(throws: SessionError(.malformed, "")) {
+            try AttachmentCipher.decryptChunk(first, index: count, header: header, pointer: pointer)
+        }
+        var badSize = pointer
+        badSize.ciphertextSize += 1
+        #expect(throws: SessionError(.malformed, "")) {
+            try AttachmentCipher.decryptChunk(first, index: 0, header: header, pointer: badSize)
+        }
+        // One byte more lands in the same bucket: only the length inside chunk 0 tells.
+        var lying = pointer
+        lying.plaintextSize += 1
+        #expect(lying.ciphertextSize == AttachmentCipher.ciphertextSize(forPlaintextSize: lying.plaintextSize))
+        #expect(throws: SessionError(.tampered, "")) {
+            try AttachmentCipher.decryptChunk(first, index: 0, header: header, pointer: lying)
+        }
+        #expect(throws: SessionError(.malformed, "")) {
+            try AttachmentCipher.decryptChunk(first, index: 0, header: header.dropLast(), pointer: pointer)
+        }
+    }
+
     @Test("The digest and the plaintext size from the pointer are checked")
     func digestCheck() throws {
         let (ciphertext, seal) = try encrypt(plaintext(70_000))
