@@ -115,8 +115,12 @@ public struct HeliographError: Error, Sendable, Equatable, CustomStringConvertib
         public static let hashMismatch = Code("hash_mismatch")
         /// No upload has this id (never created, discarded or expired).
         public static let unknownUpload = Code("unknown_upload")
-        /// No blob has this hash.
+        /// No blob has this hash, or the caller may not see it.
         public static let unknownBlob = Code("unknown_blob")
+        /// The bytes are not of the declared media type, or the server cannot parse that type.
+        public static let unsupportedMedia = Code("unsupported_media")
+        /// The account uploaded more than its quota allows in the current window.
+        public static let quotaExceeded = Code("quota_exceeded")
         // Server
         /// The store is unreachable for now; retrying later will work.
         public static let temporarilyUnavailable = Code("temporarily_unavailable")

@@ -15,6 +15,9 @@ public struct MessageContent: Codable, Sendable, Equatable {
     /// A private group's key material and title for this recipient (a control message: the
     /// text is empty and nothing is shown).
     public var group: GroupControl?
+    /// Encrypted attachments: each pointer holds the key, digest, sizes, media type and an
+    /// encrypted thumbnail of one uploaded ciphertext.
+    public var attachments: [AttachmentPointer]?
 
     /// Creates content.
     public init(text: String, sentAt: Int64, to: String? = nil) {

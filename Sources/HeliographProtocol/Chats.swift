@@ -464,6 +464,8 @@ public struct ChatContent: Codable, Sendable, Equatable {
     public var forward: ForwardOrigin?
     /// Channels with signatures: the posting admin's name.
     public var signature: String?
+    /// Photos, videos and files, as the server checked them.
+    public var media: [PublicMedia]?
     /// Creates the value.
     public init(text: String, replyTo: Int64? = nil, forward: ForwardOrigin? = nil, signature: String? = nil) {
         self.text = text
@@ -607,6 +609,10 @@ public struct PostRequest: Codable, Sendable {
     public var payload: Data?
     /// Private groups: the membership version of the sender key used.
     public var keyEpoch: Int64?
+    /// Public chats: media uploaded with purpose `public` (text is then an optional caption).
+    public var media: [MediaReference]?
+    /// Private groups: the attachment ciphertexts the post refers to, so members may download them.
+    public var attachments: [BlobHash]?
     /// Creates the request.
     public init(
         chatId: ChatID, messageId: MessageID, text: String? = nil, replyTo: Int64? = nil, forward: ForwardSource? = nil,

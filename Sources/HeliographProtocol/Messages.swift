@@ -279,6 +279,9 @@ public struct SendRequest: Codable, Sendable {
     public var copies: [WireCopy]?
     /// The sender's 32-byte franking commitment; the server then tags every copy.
     public var frankingCommitment: Data?
+    /// The blobs (attachment ciphertexts the sender uploaded) the message refers to: the
+    /// recipient account may then download them. Their keys travel inside the encrypted payload.
+    public var attachments: [BlobHash]?
     /// Creates a request with one payload for all devices.
     public init(messageId: MessageID, to: String, devices: [DeviceID]? = nil, payload: Data) {
         self.messageId = messageId

@@ -23,7 +23,8 @@ enum ErrorMapping {
             409
         case .inviteRevoked, .inviteExpired, .inviteUsedUp: 410
         case .payloadTooLarge: 413
-        case .rateLimited, .slowMode: 429
+        case .unsupportedMedia: 415
+        case .rateLimited, .slowMode, .quotaExceeded: 429
         case .temporarilyUnavailable, .shuttingDown: 503
         default: 500
         }

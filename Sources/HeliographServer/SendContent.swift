@@ -15,7 +15,8 @@ extension SendRequest {
     /// 2. for `payload`: the byte 1 and the payload; for `copies`: the byte 2, the number of
     ///    copies, then each copy's device id and payload in device id order (the order the copies
     ///    were listed in does not matter);
-    /// 3. the franking commitment, or a marker that there is none.
+    /// 3. the franking commitment, or a marker that there is none;
+    /// 4. when the message names attachments: the byte 3, their number and their hashes in order.
     ///
     /// Variable-length parts are preceded by their length (big-endian u32). For `payload` sends
     /// the server chooses the devices, so they are left out: a retry after the recipient added
@@ -50,6 +51,13 @@ extension SendRequest {
             field(frankingCommitment)
         } else {
             bytes.append(0)
+        }
+        // Attachments are appended only when present, so the digest of a message without any is
+        // the one computed before attachments existed.
+        if let attachments, !attachments.isEmpty {
+            bytes.append(3)
+            withUnsafeBytes(of: UInt32(attachments.count).bigEndian) { bytes.append(contentsOf: $0) }
+            for blob in attachments { bytes.append(blob.bytes) }
         }
         return Data(SHA256.hash(data: bytes))
     }
