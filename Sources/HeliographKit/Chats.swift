@@ -43,6 +43,10 @@ public struct ChatEvent: Sendable, Equatable {
     /// A private group's membership change this device had already taken in (its own, or one
     /// read while checking the membership): nothing new to show.
     public var repeated = false
+    /// Public chats: the photos, videos and files of a post, as the server checked them.
+    public var media: [PublicMedia]?
+    /// Private groups: the encrypted attachments of a post (keys from inside the ciphertext).
+    public var attachments: [AttachmentPointer]?
 }
 
 /// The content of a private group post, encrypted with the sender's sender key.
@@ -55,6 +59,8 @@ struct GroupPost: Codable, Sendable {
     var emoji: String?
     var forward: ForwardOrigin?
     var sentAt: Int64
+    /// Encrypted attachments: key, digest, sizes and media type of each uploaded ciphertext.
+    var attachments: [AttachmentPointer]?
 }
 
 extension HeliographClient {
@@ -356,16 +362,25 @@ extension HeliographClient {
     // MARK: Posting
 
     /// Posts text: encrypted with this device's sender key in a private group, as it is elsewhere.
+    /// `attachments` (private groups only) are pointers to ciphertexts uploaded with purpose
+    /// `encrypted` (see ``uploadAttachment(file:mediaType:thumbnail:progress:)``, or let
+    /// ``postMedia(_:caption:in:mediaType:progress:)`` do both).
     @discardableResult
     public func post(
-        _ text: String, to chat: ChatID, replyTo: Int64? = nil, messageID: MessageID = .random()
+        _ text: String, to chat: ChatID, replyTo: Int64? = nil, messageID: MessageID = .random(),
+        attachments: [AttachmentPointer]? = nil
     )
         async throws -> PostResponse
     {
         let kind = try await chatInfo(chat).chat.kind
         if kind == .privateGroup {
-            return try await postEncrypted(
-                GroupPost(text: text, replyTo: replyTo, sentAt: Date().millisecondsSince1970), to: chat, messageID: messageID)
+            var post = GroupPost(text: text, replyTo: replyTo, sentAt: Date().millisecondsSince1970)
+            post.attachments = attachments
+            return try await postEncrypted(post, to: chat, messageID: messageID)
+        }
+        guard attachments == nil else {
+            throw HeliographError(
+                .badRequest, "encrypted attachments go to private groups; public chats take media (postMedia)")
         }
         return try await call(
             .post, PostRequest(chatId: chat, messageId: messageID, text: text, replyTo: replyTo), as: PostResponse.self)
@@ -465,9 +480,10 @@ extension HeliographClient {
             state.groups?[chat.description]?.sent = sent
             return (message, own.epoch)
         }
-        return try await call(
-            .post, PostRequest(chatId: chat, messageId: messageID, payload: sealed.bytes, keyEpoch: epoch),
-            as: PostResponse.self)
+        var request = PostRequest(chatId: chat, messageId: messageID, payload: sealed.bytes, keyEpoch: epoch)
+        // The server may then let the members download the ciphertexts the post names.
+        request.attachments = try post.attachments.map { try $0.map(Self.blobHash(of:)) }
+        return try await call(.post, request, as: PostResponse.self)
     }
 
     // MARK: Reading
@@ -589,6 +605,7 @@ extension HeliographClient {
             serverTime: Date(millisecondsSince1970: update.serverTime), text: update.content?.text, target: update.target,
             replyTo: update.content?.replyTo, forward: update.content?.forward, emoji: update.emoji,
             signature: update.content?.signature, notice: update.notice.map(Self.describe), dropped: nil)
+        event.media = update.content?.media
         guard chat.kind == .privateGroup else { return event }
         event.chatTitle = (try? keyStore.read().groups?[chat.chatId.description]?.title) ?? "private group"
         switch update.kind {
@@ -607,6 +624,7 @@ extension HeliographClient {
                 event.forward = post.forward
                 event.emoji = post.emoji
                 event.target = post.target
+                event.attachments = post.attachments
                 switch post.op {
                 case "edit": event.kind = .edit
                 case "delete": event.kind = .delete

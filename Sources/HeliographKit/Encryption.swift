@@ -226,9 +226,11 @@ extension HeliographClient {
     }
 
     /// ``sendEncrypted(text:to:messageID:)`` with an optional private-group control (sender key,
-    /// title) inside the encrypted content.
+    /// title) and optional attachment pointers inside the encrypted content; the attachments'
+    /// blobs are named to the server so that the recipient may download them.
     func sendEncrypted(
-        text: String, control: GroupControl?, to username: String, messageID: MessageID = .random()
+        text: String, control: GroupControl?, attachments: [AttachmentPointer]? = nil, to username: String,
+        messageID: MessageID = .random()
     )
         async throws -> EncryptedSend
     {
@@ -254,6 +256,7 @@ extension HeliographClient {
                 text: text, sentAt: Date().millisecondsSince1970,
                 to: recipient.info.accountId == profile.accountID ? nil : recipient.info.username)
             content.group = control
+            content.attachments = attachments
             let body = try WireCodec.encode(content)
             let frankingKey = Franking.newKey()
             let commitment = Franking.commitment(
@@ -281,9 +284,10 @@ extension HeliographClient {
                     .noDevices, "\(recipient.info.username) has no listed device that can receive encrypted messages yet")
             }
             do {
-                let response = try await sendCopies(
-                    SendRequest(messageId: messageID, to: recipient.info.username, copies: copies, frankingCommitment: commitment)
-                )
+                var request = SendRequest(
+                    messageId: messageID, to: recipient.info.username, copies: copies, frankingCommitment: commitment)
+                request.attachments = try attachments.map { try $0.map(Self.blobHash(of:)) }
+                let response = try await sendCopies(request)
                 return EncryptedSend(response: response, notices: notices)
             } catch let error as HeliographError where error.code == .deviceListMismatch && attempt < 3 {
                 // A device was added or removed meanwhile: look again and encrypt again. A server

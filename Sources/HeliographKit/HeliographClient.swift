@@ -23,7 +23,7 @@ public struct PendingApproval: Sendable, Equatable {
 public final class HeliographClient: Sendable {
     /// The profile's name in its store.
     public let profileName: String
-    private let store: ProfileStore
+    let store: ProfileStore
     private let state: Mutex<Profile>
     private let connection = Mutex<HeliographConnection?>(nil)
     let logger: Logger

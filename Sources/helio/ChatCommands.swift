@@ -251,6 +251,9 @@ func printHistory(
             }
         }
         printNow("\(stamp(shown.serverTime)) " + ChatLines.historyLine(shown, message, kind: chat.kind))
+        if let media = receivedMedia(of: shown) {
+            for line in mediaLines(media, reference: chatMessageReference(shown)) { printNow(line) }
+        }
     }
     return entries.map(\.event.seq).max()
 }
@@ -347,6 +350,8 @@ final class ChatFollower: Sendable {
 
     let client: HeliographClient
     let output: ListenOutput
+    /// `helio listen --save-dir`: where received attachments and media are saved.
+    let saveDirectory: URL?
     /// Held while anything that saves the profile runs.
     let profileWrites = SerialGate()
     private let triggers: AsyncStream<Trigger>
@@ -355,9 +360,10 @@ final class ChatFollower: Sendable {
     /// How long a post waits for its sender key before it is reported unreadable.
     static let patience = Duration.seconds(30)
 
-    init(client: HeliographClient, output: ListenOutput) {
+    init(client: HeliographClient, output: ListenOutput, saveDirectory: URL? = nil) {
         self.client = client
         self.output = output
+        self.saveDirectory = saveDirectory
         (triggers, continuation) = AsyncStream.makeStream(bufferingPolicy: .unbounded)
     }
 
@@ -396,7 +402,7 @@ final class ChatFollower: Sendable {
                 let done = try await profileWrites.run {
                     switch trigger {
                     case .pushed(let update):
-                        if let event = try await self.client.applyPushed(update) { return self.show(event) }
+                        if let event = try await self.client.applyPushed(update) { return await self.show(event) }
                         return try await self.sync()
                     case .sync: return try await self.sync()
                     case .retry: return try await self.retry()
@@ -414,13 +420,15 @@ final class ChatFollower: Sendable {
     }
 
     private func sync() async throws -> Bool {
-        for event in try await client.syncChats() where show(event) { return true }
+        for event in try await client.syncChats() {
+            if await show(event) { return true }
+        }
         return try await retry()
     }
 
     /// Prints an update, or keeps a private-group post that could not be opened yet. True when
     /// `--count` is reached.
-    private func show(_ update: ChatEvent) -> Bool {
+    private func show(_ update: ChatEvent) async -> Bool {
         let event = titled(update, client)
         // A membership change this device made itself comes back through the log: not news.
         if event.repeated { return false }
@@ -436,7 +444,17 @@ final class ChatFollower: Sendable {
             }
             return false
         }
-        return output.emit("\(stamp(event.serverTime)) " + ChatLines.line(event))
+        return await emit(event)
+    }
+
+    /// Prints an update with its media (remembered for `helio save`, saved with `--save-dir`).
+    /// Called with the profile writes already held.
+    private func emit(_ event: ChatEvent) async -> Bool {
+        let reference = chatMessageReference(event)
+        let extra = await handleReceivedMedia(
+            receivedMedia(of: event), reference: reference, client: client, saveDirectory: saveDirectory
+        ) { [client] media in try client.rememberMedia(media, for: reference) }
+        return output.emit((["\(stamp(event.serverTime)) " + ChatLines.line(event)] + extra).joined(separator: "\n"))
     }
 
     /// Tries the waiting posts again; reports those that waited too long.
@@ -455,7 +473,7 @@ final class ChatFollower: Sendable {
             if let update = try await client.reinterpretChatUpdate(post.seq, in: post.chat) {
                 let event = titled(update, client)
                 if event.dropped == nil {
-                    done = output.emit("\(stamp(event.serverTime)) " + ChatLines.line(event))
+                    done = await emit(event)
                     continue
                 }
                 post.reason = event.dropped ?? post.reason
@@ -640,13 +658,15 @@ extension Helio {
         @Argument(help: chatArgumentHelp)
         var chat: String
 
-        @Argument(help: "The text; several words are joined with spaces.")
-        var text: [String]
+        @Argument(help: "The text (the caption with --photo or --file); several words are joined with spaces.")
+        var text: [String] = []
+
+        @OptionGroup var media: PostMediaOptions
 
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
-            try await postText(text, to: chat, global)
+            try await postText(text, to: chat, media: media, global)
         }
     }
 
@@ -1351,13 +1371,15 @@ extension Helio {
             @Argument(help: chatArgumentHelp)
             var chat: String
 
-            @Argument(help: "The text; several words are joined with spaces.")
-            var text: [String]
+            @Argument(help: "The text (the caption with --photo or --file); several words are joined with spaces.")
+            var text: [String] = []
+
+            @OptionGroup var media: PostMediaOptions
 
             @OptionGroup var global: GlobalOptions
 
             func run() async throws {
-                try await postText(text, to: chat, global)
+                try await postText(text, to: chat, media: media, global)
             }
         }
 
@@ -1437,14 +1459,36 @@ extension Helio {
     }
 }
 
-/// Posts words as one text to a chat, for `helio post` and `helio channel post`.
-func postText(_ words: [String], to chat: String, _ global: GlobalOptions) async throws {
+/// Posts words as one text to a chat, for `helio post` and `helio channel post`; with photos or
+/// files the words are their caption.
+func postText(_ words: [String], to chat: String, media: PostMediaOptions, _ global: GlobalOptions) async throws {
     try await reportingErrors {
-        let message = try joinedText(words)
+        let files = try postedFiles(photos: media.photo, files: media.file)
+        let message = files.isEmpty ? try joinedText(words) : words.joined(separator: " ")
         try await withClient(global) { client in
             let info = try await ChatResolver(client: client).resolve(chat)
-            let posted = try await client.post(message, to: info.chatId)
+            let posted: PostResponse
+            if files.isEmpty {
+                posted = try await client.post(message, to: info.chatId)
+            } else {
+                let bar = ProgressBar(files.count == 1 ? files[0].lastPathComponent : "\(files.count) files")
+                posted = try await client.postMedia(
+                    files, caption: message.isEmpty ? nil : message, in: info.chatId, progress: bar.callback)
+                bar.finish()
+            }
             print("posted #\(posted.seq) to [\(displayTitle(info, client))]")
         }
     }
+}
+
+/// `--photo` and `--file` of `helio post` and `helio channel post`.
+struct PostMediaOptions: ParsableArguments {
+    @Option(help: ArgumentHelp("Post this image (JPEG, PNG, GIF or WebP); repeatable.", valueName: "path"))
+    var photo: [String] = []
+
+    @Option(
+        help: ArgumentHelp(
+            "Post this file (public chats: mp4, webm, ogg, mp3, pdf or an image; private groups: any file); repeatable.",
+            valueName: "path"))
+    var file: [String] = []
 }

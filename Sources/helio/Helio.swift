@@ -21,7 +21,7 @@ struct Helio: AsyncParsableCommand {
         subcommands: [
             Register.self, Login.self, Recover.self, Send.self, Listen.self, Verify.self, Devices.self, Whoami.self,
             Seal.self, GroupCommand.self, ChannelCommand.self, Join.self, Chats.self, Read.self, Post.self, Reply.self,
-            Edit.self, Delete.self, Forward.self, Pin.self, React.self, Search.self,
+            Edit.self, Delete.self, Forward.self, Pin.self, React.self, Search.self, Save.self,
         ]
     )
 }
@@ -237,29 +237,51 @@ extension Helio {
         }
     }
 
-    /// `helio send @name TEXT`
+    /// `helio send @name TEXT`, `helio send @name --file PATH [TEXT]`
     struct Send: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Send an end-to-end encrypted message to every device of an account (and your other devices).")
+            abstract: "Send an end-to-end encrypted message to every device of an account (and your other devices).",
+            discussion: """
+                With --file the file is encrypted on this device with a key of its own, uploaded, and \
+                sent as an attachment; the text, if any, is its caption.
+                """)
 
         @Argument(help: "The recipient, as @name or name.")
         var recipient: String
 
         @Argument(help: "The text; several words are joined with spaces.")
-        var text: [String]
+        var text: [String] = []
+
+        @Option(help: ArgumentHelp("Send this file as an encrypted attachment.", valueName: "path"))
+        var file: String?
 
         @Flag(help: "Send without end-to-end encryption (readable by the server; for testing only).")
         var plaintext = false
 
         @OptionGroup var global: GlobalOptions
 
+        func validate() throws {
+            if file != nil, plaintext { throw ValidationError("attachments are always end-to-end encrypted: drop --plaintext") }
+            if let file, !FileManager.default.isReadableFile(atPath: file) { throw ValidationError("cannot read '\(file)'") }
+        }
+
         func run() async throws {
             try await reportingErrors {
                 let message = text.joined(separator: " ")
-                guard !message.isEmpty else { throw ValidationError("nothing to send: give the text after the recipient") }
+                guard !message.isEmpty || file != nil else {
+                    throw ValidationError("nothing to send: give the text after the recipient")
+                }
                 let client = try global.client()
                 let response: SendResponse
-                if plaintext {
+                if let file {
+                    let url = URL(fileURLWithPath: file)
+                    let bar = ProgressBar(url.lastPathComponent)
+                    let sent = try await client.sendAttachment(
+                        file: url, to: recipient, caption: message.isEmpty ? nil : message, progress: bar.callback)
+                    bar.finish()
+                    for notice in sent.notices { FileHandle.standardError.write(Data("helio: note: \(notice)\n".utf8)) }
+                    response = sent.response
+                } else if plaintext {
                     response = try await client.send(text: message, to: recipient)
                 } else {
                     let sent = try await client.sendEncrypted(text: message, to: recipient)
@@ -289,22 +311,26 @@ extension Helio {
         @Option(help: "Stop after this many seconds.")
         var timeout: Double?
 
+        @Option(help: ArgumentHelp("Save received attachments and media into this directory.", valueName: "dir"))
+        var saveDir: String?
+
         @OptionGroup var global: GlobalOptions
 
         func run() async throws {
             try await reportingErrors {
                 let client = try global.client()
+                let saveDirectory = saveDir.map { URL(fileURLWithPath: $0) }
                 let formatter = DateFormatter()
                 formatter.dateFormat = "yyyy-MM-dd HH:mm:ss"
                 let output = ListenOutput(limit: count)
                 // Groups and channels are followed beside the inbox; the inbox also brings the
                 // sender keys their private-group posts need.
-                let chats = ChatFollower(client: client, output: output)
+                let chats = ChatFollower(client: client, output: output, saveDirectory: saveDirectory)
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask {
                         _ = try? await client.prepareEncryption()
                         for try await message in client.messages() {
-                            let line: String?
+                            var line: String?
                             switch try await client.open(message) {
                             case .message(let decrypted):
                                 for notice in decrypted.notices {
@@ -320,6 +346,16 @@ extension Helio {
                                 } else {
                                     line = "\(time) @\(decrypted.senderName): \(decrypted.content.text)"
                                 }
+                                // Attachments: shown under the message, remembered for `helio save`.
+                                let media = decrypted.content.attachments.map {
+                                    ReceivedMedia(sender: decrypted.senderName, receivedAt: message.serverTime, attachments: $0)
+                                }
+                                let extra = await handleReceivedMedia(
+                                    media, reference: message.messageID, client: client, saveDirectory: saveDirectory
+                                ) { media in
+                                    try await chats.profileWrites.run { try client.rememberMedia(media, for: message.messageID) }
+                                }
+                                if !extra.isEmpty { line = ([line].compactMap { $0 } + extra).joined(separator: "\n") }
                             case .dropped(_, let reason):
                                 // Not shown as a message: it could not be authenticated.
                                 FileHandle.standardError.write(
