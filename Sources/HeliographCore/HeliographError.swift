@@ -119,6 +119,8 @@ public struct HeliographError: Error, Sendable, Equatable, CustomStringConvertib
         public static let unknownBlob = Code("unknown_blob")
         /// The bytes are not of the declared media type, or the server cannot parse that type.
         public static let unsupportedMedia = Code("unsupported_media")
+        /// A download's `Range` lies outside the blob.
+        public static let rangeNotSatisfiable = Code("range_not_satisfiable")
         /// The account uploaded more than its quota allows in the current window.
         public static let quotaExceeded = Code("quota_exceeded")
         // Server

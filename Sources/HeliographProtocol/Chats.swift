@@ -616,7 +616,7 @@ public struct PostRequest: Codable, Sendable {
     /// Creates the request.
     public init(
         chatId: ChatID, messageId: MessageID, text: String? = nil, replyTo: Int64? = nil, forward: ForwardSource? = nil,
-        payload: Data? = nil, keyEpoch: Int64? = nil
+        payload: Data? = nil, keyEpoch: Int64? = nil, media: [MediaReference]? = nil, attachments: [BlobHash]? = nil
     ) {
         self.chatId = chatId
         self.messageId = messageId
@@ -625,6 +625,8 @@ public struct PostRequest: Codable, Sendable {
         self.forward = forward
         self.payload = payload
         self.keyEpoch = keyEpoch
+        self.media = media
+        self.attachments = attachments
     }
 }
 

@@ -161,9 +161,14 @@ public struct PublicMedia: Codable, Sendable, Equatable {
 public struct ReleaseAttachmentsRequest: Codable, Sendable, Equatable {
     /// The message id the attachments were sent with.
     public var messageId: MessageID
+    /// For a private-group post: its chat (absent for a one-to-one message).
+    public var chatId: ChatID?
 
     /// Creates the request.
-    public init(messageId: MessageID) { self.messageId = messageId }
+    public init(messageId: MessageID, chatId: ChatID? = nil) {
+        self.messageId = messageId
+        self.chatId = chatId
+    }
 }
 
 /// The answer to ``ReleaseAttachmentsRequest``.

@@ -54,6 +54,8 @@ public struct HeliographServices: Sendable {
     public let frankingKeys: FrankingKeyring
     /// Groups and channels.
     public let chats: ChatService
+    /// Uploads, downloads and the references that keep blobs.
+    public let media: MediaService
 
     /// Wires the services over one storage backend.
     public init(
@@ -70,15 +72,20 @@ public struct HeliographServices: Sendable {
             store: storage.frankingKeys, sealingKey: configuration.frankingSealingKey, clock: clock,
             retention: configuration.frankingKeyRetention, refreshInterval: configuration.frankingKeyRefreshInterval)
         frankingKeys = franking
+        media = MediaService(
+            storage: storage, clock: clock, limits: configuration.media,
+            uploadLimiter: RateLimiter(rate: configuration.accountUploadRate, burst: configuration.accountUploadBurst))
         messages = MessageService(
             storage: storage, clock: clock, configuration: configuration, accounts: accounts, hub: hub, metrics: metrics,
             accountLimiter: RateLimiter(rate: configuration.accountSendRate, burst: configuration.accountSendBurst),
-            pairLimiter: RateLimiter(rate: configuration.pairSendRate, burst: configuration.pairSendBurst), franking: franking)
+            pairLimiter: RateLimiter(rate: configuration.pairSendRate, burst: configuration.pairSendBurst), franking: franking,
+            media: media)
         keys = KeyService(storage: storage, accounts: accounts, clock: clock, fetchLimits: KeyFetchLimits(configuration))
         reports = ReportVerificationService(storage: storage, keyring: franking)
         chats = ChatService(
             storage: storage, clock: clock, configuration: configuration, accounts: accounts, fanout: fanout,
-            postLimiter: RateLimiter(rate: configuration.accountPostRate, burst: configuration.accountPostBurst))
+            postLimiter: RateLimiter(rate: configuration.accountPostRate, burst: configuration.accountPostBurst),
+            media: media)
     }
 }
 
@@ -117,7 +124,8 @@ public func buildApplication(
 
     let router = Router(context: HeliographRequestContext.self)
     router.add(middleware: ErrorMiddleware())
-    router.add(middleware: BodyLimitMiddleware(maxBodyBytes: configuration.maxFrameBytes))
+    router.add(
+        middleware: BodyLimitMiddleware(maxBodyBytes: configuration.maxFrameBytes, partBodyBytes: configuration.media.partSize))
     let clients = ClientAddressResolver(trustForwardedFor: configuration.trustForwardedFor)
     let api = HTTPRoutes(
         services: services, storage: storage, metrics: metrics, maxBodyBytes: configuration.maxFrameBytes,
@@ -138,7 +146,8 @@ public func buildApplication(
     }
 
     let sweeper = RetentionSweeper(
-        storage: storage, configuration: configuration, clock: clock, logger: logger, frankingKeys: services.frankingKeys)
+        storage: storage, configuration: configuration, clock: clock, logger: logger, frankingKeys: services.frankingKeys,
+        media: services.media)
     var background: [any Service] = [StorageCloser(storage: storage), sweeper]
     if let feed = storage.changeFeed {
         background.append(
@@ -290,13 +299,15 @@ struct ChangeFeedRelay: Service {
     }
 }
 
-/// Deletes expired envelopes, sessions and challenges on a fixed interval.
+/// Deletes expired envelopes, sessions, challenges, uploads and unreferenced blobs on a fixed
+/// interval.
 struct RetentionSweeper: Service {
     let storage: any HeliographStorage
     let configuration: ServerConfiguration
     let clock: any WallClock
     let logger: Logger
     let frankingKeys: FrankingKeyring
+    let media: MediaService
 
     func run() async throws {
         while !Task.isShuttingDownGracefully, !Task.isCancelled {
@@ -329,6 +340,12 @@ struct RetentionSweeper: Service {
             }
         } catch {
             logger.warning("franking key sweep failed", metadata: ["error": "\(String(reflecting: error))"])
+        }
+        do {
+            let blobs = try await media.collectGarbage()
+            if blobs > 0 { logger.info("deleted unreferenced blobs", metadata: ["blobs": "\(blobs)"]) }
+        } catch {
+            logger.warning("blob collection failed", metadata: ["error": "\(String(reflecting: error))"])
         }
     }
 }

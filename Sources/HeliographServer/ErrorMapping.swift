@@ -24,6 +24,7 @@ enum ErrorMapping {
         case .inviteRevoked, .inviteExpired, .inviteUsedUp: 410
         case .payloadTooLarge: 413
         case .unsupportedMedia: 415
+        case .rangeNotSatisfiable: 416
         case .rateLimited, .slowMode, .quotaExceeded: 429
         case .temporarilyUnavailable, .shuttingDown: 503
         default: 500

@@ -151,6 +151,8 @@ struct HTTPRoutes: Sendable {
         }
         ChatRoutes(chats: services.chats, maxBodyBytes: maxBodyBytes, authenticate: { try await authenticate($0) })
             .register(on: v1)
+        MediaRoutes(media: services.media, maxBodyBytes: maxBodyBytes, authenticate: { try await authenticate($0) })
+            .register(on: v1)
         /// POST /v1/inbox/ack — acknowledge up to a sequence number.
         v1.post("inbox/ack") { request, _ in
             let caller = try await authenticate(request)
@@ -190,6 +192,8 @@ extension HTTPRoutes {
 struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
     /// The largest body any route accepts, in bytes.
     let maxBodyBytes: Int
+    /// The largest upload part (`PUT /v1/uploads/{id}/parts/{index}`).
+    var partBodyBytes: Int = 0
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response
     {
@@ -198,6 +202,9 @@ struct BodyLimitMiddleware<Context: RequestContext>: RouterMiddleware {
             if declared > 0 || request.headers[.transferEncoding] != nil {
                 throw HeliographError(.payloadTooLarge, "\(request.method) requests take no body")
             }
+        } else if request.method == .put, request.uri.path.hasPrefix("/v1/uploads/") {
+            // Upload parts are larger than any JSON body; their route enforces the part size.
+            try Self.refuseDeclaredLength(of: request, above: max(maxBodyBytes, partBodyBytes))
         } else {
             try Self.refuseDeclaredLength(of: request, above: maxBodyBytes)
         }

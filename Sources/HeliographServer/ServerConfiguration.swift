@@ -99,6 +99,12 @@ public struct ServerConfiguration: Sendable {
     public var accountPostRate: Double = 20
     /// Burst of posts and message operations per account.
     public var accountPostBurst: Double = 100
+    /// Uploads: the largest file, the per-account quota, part size, lifetimes and grace period.
+    public var media = MediaLimits()
+    /// New uploads each account may start per second (0 turns the limit off).
+    public var accountUploadRate: Double = 1
+    /// Burst of new uploads per account.
+    public var accountUploadBurst: Double = 60
 
     /// The defaults.
     public init() {}

@@ -233,6 +233,8 @@ public struct MessageService: Sendable {
     let accountLimiter: RateLimiter
     let pairLimiter: RateLimiter
     let franking: FrankingKeyring
+    /// Checks and records the attachments a message names.
+    let media: MediaService
 
     /// `send`: stores one envelope per recipient device and answers only after the commit.
     public func send(_ request: SendRequest, from caller: AuthenticatedDevice) async throws -> SendResponse {
@@ -268,6 +270,11 @@ public struct MessageService: Sendable {
             copies = try await checkedCopies(wireCopies, recipient: recipient, targets: targets, caller: caller)
         default:
             throw HeliographError(.badRequest, "give either 'payload' (one for all devices) or 'copies' (one per device)")
+        }
+        if let attachments = request.attachments {
+            // Before the message is stored: an acknowledged message never names a blob that
+            // nothing keeps. A send refused later leaves references that expire on their own.
+            try await media.attach(attachments, toDirectMessage: request.messageId, from: caller, to: recipient.id)
         }
         let serverTime = clock.now().wholeMilliseconds
         var tagged = copies

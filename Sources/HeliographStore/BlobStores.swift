@@ -53,11 +53,16 @@ public struct UploadRecord: Sendable, Equatable, Codable {
     public let createdAt: Date
     /// When an unfinished upload may be thrown away.
     public let expiresAt: Date
+    /// What the layer above keeps with the upload (what it is for, a declared media type); the
+    /// store only carries it, at most 200 bytes.
+    public let label: String
 
     /// Creates a record; ``BlobStore/createUpload(_:)`` checks its sizes.
     public init(
-        id: UploadID, owner: AccountID, size: Int64, sha256: BlobHash, partSize: Int, createdAt: Date, expiresAt: Date
+        id: UploadID, owner: AccountID, size: Int64, sha256: BlobHash, partSize: Int, createdAt: Date, expiresAt: Date,
+        label: String = ""
     ) {
+        self.label = label
         self.id = id
         self.owner = owner
         self.size = size
@@ -84,6 +89,7 @@ public struct UploadRecord: Sendable, Equatable, Codable {
         guard size >= 0 else { throw HeliographError(.badRequest, "an upload's size cannot be negative") }
         guard partSize > 0 else { throw HeliographError(.badRequest, "an upload's part size must be at least one byte") }
         guard expiresAt > createdAt else { throw HeliographError(.badRequest, "an upload must expire after it is created") }
+        guard label.utf8.count <= 200 else { throw HeliographError(.badRequest, "an upload's label is longer than 200 bytes") }
     }
 
     /// The error for a part index or length that does not fit this record, or nil when it fits.

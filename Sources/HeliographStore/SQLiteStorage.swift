@@ -23,6 +23,7 @@ public final class SQLiteStorage: HeliographStorage {
     public let chatLog: any ChatLogStore
     /// Blobs as files in `blobs/` beside the database file.
     public let blobs: any BlobStore
+    public let blobReferences: any BlobReferenceStore
     /// One embedded database serves one node: no cross-node feed.
     public var changeFeed: (any InboxChangeFeed)? { nil }
 
@@ -50,6 +51,7 @@ public final class SQLiteStorage: HeliographStorage {
         chats = SQLiteChatStore(pool: pool)
         chatLog = SQLiteChatLogStore(pool: pool)
         blobs = try FileBlobStore(directory: URL(fileURLWithPath: path).deletingLastPathComponent())
+        blobReferences = SQLiteBlobReferenceStore(pool: pool)
     }
 
     /// Opens the database `heliograph.sqlite` in `directory`, creating the directory (mode 0700).
@@ -330,6 +332,39 @@ enum SQLiteSchema {
                         PRIMARY KEY (chat_id, account_id)
                     );
                     CREATE INDEX chat_join_requests_by_time ON chat_join_requests(chat_id, requested_at);
+                    """)
+        }
+        migrator.registerMigration("v8-blob-references") { db in
+            // What keeps blobs alive and who may read them; the register of stored blobs that
+            // garbage collection walks (the blob files themselves live beside the database); the
+            // checked facts of public media.
+            try db.execute(
+                sql: """
+                    CREATE TABLE blob_references (
+                        blob BLOB NOT NULL,
+                        holder TEXT NOT NULL,
+                        reader TEXT NOT NULL,
+                        is_upload INTEGER NOT NULL,
+                        quota_bytes INTEGER NOT NULL,
+                        created_at INTEGER NOT NULL,
+                        expires_at INTEGER,
+                        PRIMARY KEY (blob, holder, reader)
+                    ) WITHOUT ROWID;
+                    CREATE INDEX blob_references_by_holder ON blob_references(holder);
+                    CREATE INDEX blob_references_by_expiry ON blob_references(expires_at) WHERE expires_at IS NOT NULL;
+                    CREATE INDEX blob_references_by_quota ON blob_references(reader, created_at) WHERE is_upload = 1;
+                    CREATE TABLE blob_register (
+                        blob BLOB PRIMARY KEY NOT NULL,
+                        registered_at INTEGER NOT NULL
+                    ) WITHOUT ROWID;
+                    CREATE INDEX blob_register_by_time ON blob_register(registered_at);
+                    CREATE TABLE public_media (
+                        blob BLOB PRIMARY KEY NOT NULL,
+                        media_type TEXT NOT NULL,
+                        width INTEGER,
+                        height INTEGER,
+                        thumbnail BLOB
+                    ) WITHOUT ROWID;
                     """)
         }
         return migrator

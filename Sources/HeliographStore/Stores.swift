@@ -312,6 +312,8 @@ public protocol HeliographStorage: Sendable {
     var chatLog: any ChatLogStore { get }
     /// Uploaded blobs (attachments), named by their SHA-256.
     var blobs: any BlobStore { get }
+    /// What keeps blobs alive and who may read them; public media facts.
+    var blobReferences: any BlobReferenceStore { get }
     /// Cross-node wake-ups, for backends shared by several server nodes; nil for one node.
     var changeFeed: (any InboxChangeFeed)? { get }
     /// A cheap round trip, for readiness checks.

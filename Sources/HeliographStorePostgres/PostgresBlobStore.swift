@@ -25,10 +25,10 @@ struct PostgresBlobStore: BlobStore {
             let inserted = try await countRows(
                 client.query(
                     """
-                    INSERT INTO blob_uploads (id, owner, size, sha256, part_size, created_at, expires_at)
+                    INSERT INTO blob_uploads (id, owner, size, sha256, part_size, created_at, expires_at, label)
                     VALUES (\(record.id.rawValue), \(record.owner.rawValue), \(record.size), \(record.sha256.bytes),
                             \(Int64(record.partSize)), \(record.createdAt.millisecondsSince1970),
-                            \(record.expiresAt.millisecondsSince1970))
+                            \(record.expiresAt.millisecondsSince1970), \(record.label))
                     ON CONFLICT (id) DO NOTHING RETURNING 1
                     """, logger: logger))
             guard inserted == 1 else { throw HeliographError(.badRequest, "an upload with id \(record.id) already exists") }
@@ -236,16 +236,17 @@ struct PostgresBlobStore: BlobStore {
 
     private func record(_ id: UploadID) async throws -> (record: UploadRecord, finished: BlobHash?)? {
         var found: (UploadRecord, BlobHash?)?
-        for try await (owner, size, sha256, partSize, created, expires, finished) in try await client.query(
+        for try await (owner, size, sha256, partSize, created, expires, finished, label) in try await client.query(
             """
-            SELECT owner, size, sha256, part_size, created_at, expires_at, finished_hash FROM blob_uploads
+            SELECT owner, size, sha256, part_size, created_at, expires_at, finished_hash, label FROM blob_uploads
             WHERE id = \(id.rawValue)
             """, logger: logger
-        ).decode((UUID, Int64, Data, Int64, Int64, Int64, Data?).self) {
+        ).decode((UUID, Int64, Data, Int64, Int64, Int64, Data?, String).self) {
             guard let declared = BlobHash(bytes: sha256) else { throw StorageUnavailable("a stored upload hash is malformed") }
             let record = UploadRecord(
                 id: id, owner: AccountID(owner), size: size, sha256: declared, partSize: Int(partSize),
-                createdAt: Date(millisecondsSince1970: created), expiresAt: Date(millisecondsSince1970: expires))
+                createdAt: Date(millisecondsSince1970: created), expiresAt: Date(millisecondsSince1970: expires),
+                label: label)
             found = (record, finished.flatMap(BlobHash.init(bytes:)))
         }
         return found

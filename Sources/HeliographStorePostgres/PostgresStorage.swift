@@ -74,6 +74,7 @@ public final class PostgresStorage: HeliographStorage {
     public let chats: any ChatStore
     public let chatLog: any ChatLogStore
     public let blobs: any BlobStore
+    public let blobReferences: any BlobReferenceStore
     public var changeFeed: (any InboxChangeFeed)? { feed }
 
     /// Connects, checks the database answers within `connectTimeout`, and migrates it.
@@ -118,6 +119,7 @@ public final class PostgresStorage: HeliographStorage {
         chats = PostgresChatStore(client: client, timeout: operationTimeout, node: node)
         chatLog = PostgresChatLogStore(client: client, logger: logger, timeout: operationTimeout, node: node)
         blobs = PostgresBlobStore(client: client, timeout: operationTimeout)
+        blobReferences = PostgresBlobReferenceStore(client: client, timeout: operationTimeout)
         do {
             // One direct connection first: it fails at once with the real cause (refused,
             // unknown host, bad password) instead of the pool's silent retries.
@@ -487,7 +489,8 @@ enum PostgresSchema {
                     part_size bigint NOT NULL,
                     created_at bigint NOT NULL,
                     expires_at bigint NOT NULL,
-                    finished_hash bytea
+                    finished_hash bytea,
+                    label text NOT NULL DEFAULT ''
                 )
                 """,
                 "CREATE INDEX blob_uploads_by_expiry ON blob_uploads(expires_at)",
@@ -497,6 +500,39 @@ enum PostgresSchema {
                     part_index bigint NOT NULL,
                     bytes bytea NOT NULL,
                     PRIMARY KEY (upload_id, part_index)
+                )
+                """,
+            ]
+        ),
+        (
+            // What keeps blobs alive and who may read them, the register of stored blobs that
+            // garbage collection walks, and the checked facts of public media.
+            "v8-blob-references",
+            [
+                """
+                CREATE TABLE blob_references (
+                    blob bytea NOT NULL,
+                    holder text NOT NULL,
+                    reader text NOT NULL,
+                    is_upload boolean NOT NULL,
+                    quota_bytes bigint NOT NULL,
+                    created_at bigint NOT NULL,
+                    expires_at bigint,
+                    PRIMARY KEY (blob, holder, reader)
+                )
+                """,
+                "CREATE INDEX blob_references_by_holder ON blob_references(holder)",
+                "CREATE INDEX blob_references_by_expiry ON blob_references(expires_at) WHERE expires_at IS NOT NULL",
+                "CREATE INDEX blob_references_by_quota ON blob_references(reader, created_at) WHERE is_upload",
+                "CREATE TABLE blob_register (blob bytea PRIMARY KEY, registered_at bigint NOT NULL)",
+                "CREATE INDEX blob_register_by_time ON blob_register(registered_at)",
+                """
+                CREATE TABLE public_media (
+                    blob bytea PRIMARY KEY,
+                    media_type text NOT NULL,
+                    width integer,
+                    height integer,
+                    thumbnail bytea
                 )
                 """,
             ]

@@ -55,6 +55,7 @@ final class HostileStorage: HeliographStorage, Sendable {
     var chats: any ChatStore { base.chats }
     var chatLog: any ChatLogStore { base.chatLog }
     var blobs: any BlobStore { base.blobs }
+    var blobReferences: any BlobReferenceStore { base.blobReferences }
     var changeFeed: (any InboxChangeFeed)? { base.changeFeed }
     func ping() async throws { try await base.ping() }
     func close() async throws { try await base.close() }

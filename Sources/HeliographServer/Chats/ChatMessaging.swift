@@ -24,10 +24,13 @@ extension ChatService {
             payload: Data())
         switch chat.kind {
         case .privateGroup:
-            guard let payload = request.payload, request.text == nil, request.forward == nil, request.replyTo == nil else {
+            guard let payload = request.payload, request.text == nil, request.forward == nil, request.replyTo == nil,
+                request.media == nil
+            else {
                 throw HeliographError(
                     .badRequest,
-                    "a private group takes only 'payload' (sender-key ciphertext; replies and forwards travel inside it) and 'keyEpoch'"
+                    "a private group takes only 'payload' (sender-key ciphertext; replies and forwards travel inside it), "
+                        + "'keyEpoch' and 'attachments'"
                 )
             }
             guard payload.count <= configuration.maxEnvelopeBytes else {
@@ -45,14 +48,30 @@ extension ChatService {
                         + "\(chat.removalVersion): make a new sender key and distribute it")
             }
             update.payload = payload
+            if let attachments = request.attachments {
+                // Before the post is stored, so an acknowledged post never names a blob nothing keeps.
+                try await media.attach(attachments, toPostOf: request.messageId, in: chat.id, by: caller)
+            }
         case .publicGroup, .channel:
-            guard request.payload == nil, request.keyEpoch == nil else {
-                throw HeliographError(.badRequest, "'payload' and 'keyEpoch' are for private groups; send 'text'")
+            guard request.payload == nil, request.keyEpoch == nil, request.attachments == nil else {
+                throw HeliographError(
+                    .badRequest,
+                    "'payload', 'keyEpoch' and 'attachments' are for private groups; send 'text' and public 'media'")
             }
             if chat.kind == .channel { try require(.post, of: member, to: "post in this channel") }
             var content: ChatContent
             if let source = request.forward {
                 content = try await forwardedContent(source, for: caller)
+                if let media = content.media {
+                    try await self.media.attachForwarded(
+                        media, toPostOf: request.messageId, in: chat.id, by: caller.accountID)
+                }
+            } else if let references = request.media, !references.isEmpty {
+                // Media with an optional caption.
+                let caption = try request.text.flatMap { $0.isEmpty ? nil : $0 }.map(Self.checkedText) ?? ""
+                content = ChatContent(text: caption)
+                content.media = try await media.attachPublicMedia(
+                    references, toPostOf: request.messageId, in: chat.id, by: caller)
             } else {
                 guard let text = request.text else { throw HeliographError(.badRequest, "'text' is missing") }
                 content = ChatContent(text: try Self.checkedText(text))
@@ -100,7 +119,11 @@ extension ChatService {
             chatID: chat.id, kind: .delete, messageID: request.messageId, sender: sender(caller),
             serverTime: clock.now().wholeMilliseconds, target: request.seq, payload: Data(),
             effects: [.delete(target: request.seq)])
-        return try await commit(hashed(update), in: chat)
+        let response = try await commit(hashed(update), in: chat)
+        // The deleted post no longer holds its media (after the grace period). A crash right
+        // here keeps the blob longer than needed, never loses one.
+        try await media.releasePost(of: message.update.messageID, by: message.update.sender.accountID, in: chat.id)
+        return response
     }
 
     /// `pinMessage`: pin or unpin; needs `pin`.
@@ -170,7 +193,9 @@ extension ChatService {
                     chatId: origin.id, title: origin.title, seq: source.seq,
                     author: origin.kind == .channel ? original.signature : message.update.sender.username.display,
                     hidden: false))
-        return ChatContent(text: original.text, forward: forward)
+        var content = ChatContent(text: original.text, forward: forward)
+        content.media = original.media
+        return content
     }
 
     /// Appends, then pushes to this node's sockets. A duplicate is answered with the first

@@ -18,6 +18,8 @@ public struct ChatService: Sendable {
     let fanout: ChatFanout
     /// Posts and operations per account.
     let postLimiter: RateLimiter
+    /// Checks and records the media and attachments posts name.
+    let media: MediaService
 
     // MARK: Lookup and authorisation
 
