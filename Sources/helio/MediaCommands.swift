@@ -232,8 +232,15 @@ extension Helio {
                 let chat = try await ChatResolver(client: client).resolve(String(message[..<hash]))
                 let reference = "\(chat.chatId)#\(seq)"
                 if let kept = try client.rememberedMedia(for: reference) { return (reference, kept) }
-                if chat.kind == .privateGroup { _ = try? await client.absorbGroupKeys() }
-                guard let event = try await client.reinterpretChatUpdate(seq, in: chat.chatId) else {
+                var opened: ChatEvent?
+                if chat.kind == .privateGroup {
+                    // Sender keys come through the inbox, the verified membership and the posts
+                    // not seen yet through the chat's log: both before the post can be opened.
+                    _ = try? await client.absorbGroupKeys()
+                    opened = try await client.syncChats(only: [chat.chatId]).last { $0.seq == seq && $0.dropped == nil }
+                }
+                if opened == nil { opened = try await client.reinterpretChatUpdate(seq, in: chat.chatId) }
+                guard let event = opened else {
                     throw HeliographError(.unknownMessage, "[\(displayTitle(chat, client))] has no message #\(seq)")
                 }
                 if let reason = event.dropped {
