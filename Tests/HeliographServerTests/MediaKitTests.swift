@@ -143,6 +143,42 @@ struct MediaKitTests {
         }
     }
 
+    @Test("an upload whose bytes did not match its hash is sent once more in full, and then succeeds")
+    func hashMismatchSendsEverythingAgain() async throws {
+        try await TestServer.run { server in
+            let alice = try await server.register("alice")
+            let data = noiseBytes(5 * Self.partSize + 999)
+            let file = try writeTestFile(data, named: "changing.bin")
+            let offset = UInt64(3 * Self.partSize + 10)
+            /// Overwrites one byte of the file on disk.
+            @Sendable func put(_ byte: UInt8) {
+                guard let handle = try? FileHandle(forWritingTo: file) else { return }
+                try? handle.seek(toOffset: offset)
+                try? handle.write(contentsOf: Data([byte]))
+                try? handle.close()
+            }
+            let reports = ProgressLog()
+            let passes = Mutex(0)
+            // During the first pass part 3 is read with one byte changed (as a disk or a
+            // network might damage it); the byte is back before the second pass reads it.
+            let blob = try await alice.upload(file: file, purpose: .encrypted) { done, total in
+                reports.callback(done, total)
+                let pass = passes.withLock { count -> Int in
+                    if done == 0 { count += 1 }
+                    return count
+                }
+                if pass == 1, done == 2 * Int64(Self.partSize) { put(data[Int(offset)] ^ 0xFF) }
+                if pass == 1, done == total { put(data[Int(offset)]) }
+            }
+            #expect(passes.withLock { $0 } == 2)
+            // Two full passes of 6 parts each, each starting from nothing.
+            #expect(reports.all.count == 2 * 7)
+            #expect(reports.all.filter { $0.done == 0 }.count == 2)
+            #expect(blob.sha256 == BlobHash(bytes: Data(SHA256.hash(data: data))))
+            #expect(storedBlob(server, blob.sha256) == data)
+        }
+    }
+
     @Test("a download continues a partial file with a range request, and a damaged partial file is caught and redone")
     func downloadResumesFromAPartialFile() async throws {
         try await TestServer.run { server in
