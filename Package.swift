@@ -53,6 +53,13 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // libjpeg and libpng behind a small C interface that turns their errors into statuses.
+        .target(
+            name: "CMediaCodecs",
+            linkerSettings: [.linkedLibrary("jpeg"), .linkedLibrary("png16")]
+        ),
+        // Checks public media against its declared type; decodes images and makes thumbnails.
+        .target(name: "HeliographMedia", dependencies: ["HeliographCore", "CMediaCodecs"], swiftSettings: strictSettings),
         // Versioned wire types and the frame codec.
         .target(name: "HeliographProtocol", dependencies: ["HeliographCore"], swiftSettings: strictSettings),
         // Store protocols and the embedded SQLite backend.
@@ -82,6 +89,8 @@ let package = Package(
             name: "HeliographServer",
             dependencies: [
                 "HeliographCore", "HeliographCrypto", "HeliographProtocol", "HeliographStore",
+                // Public uploads are checked against their declared media type and thumbnailed.
+                "HeliographMedia",
                 // SHA-256 of a send's content, kept with its idempotency record.
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -183,6 +192,8 @@ let package = Package(
             name: "HeliographServerTests",
             dependencies: [
                 "HeliographServer", "HeliographKit", "HeliographStore", "HeliographCrypto", "HeliographProtocol",
+                // Media tests run the server on PostgreSQL too, and make real JPEG and PNG files.
+                "HeliographStorePostgres", "HeliographMedia",
                 // Reads a server's database file directly, as someone holding a copy of it would.
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
@@ -194,12 +205,20 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // Real JPEG and PNG files made in the tests, cut, corrupted and mislabelled.
+        .testTarget(
+            name: "HeliographMediaTests",
+            dependencies: ["HeliographMedia", "HeliographCore", "CMediaCodecs"],
+            swiftSettings: strictSettings
+        ),
         // Live tests start the real executables, so they depend on them to get them built.
         .testTarget(
             name: "HeliographLiveTests",
             dependencies: [
                 "HeliographKit", "HeliographCore", "HeliographProtocol", "HeliographStorePostgres", "heliograph", "helio",
                 .product(name: "Logging", package: "swift-log"),
+                // SHA-256 of the large files the media tests make.
+                .product(name: "Crypto", package: "swift-crypto"),
             ],
             swiftSettings: strictSettings
         ),

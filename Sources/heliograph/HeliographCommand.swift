@@ -168,6 +168,23 @@ extension HeliographCommand {
         )
         var chatGapLimit: Int?
 
+        @Option(help: "Largest file one upload may hold, in MiB. (env: HELIOGRAPH_MAX_UPLOAD_MIB; default: 2048)")
+        var maxUploadMib: Int?
+
+        @Option(
+            help: "MiB each account may upload per 24 hours, 0 for no quota. (env: HELIOGRAPH_UPLOAD_QUOTA_MIB; default: 20480)"
+        )
+        var uploadQuotaMib: Int?
+
+        @Option(help: "New uploads per second per account, 0 for no limit. (env: HELIOGRAPH_UPLOAD_RATE; default: 1)")
+        var uploadRate: Double?
+
+        @Option(
+            help:
+                "Minutes a blob that no message holds any more is kept before deletion. (env: HELIOGRAPH_BLOB_GRACE_MINUTES; default: 60)"
+        )
+        var blobGraceMinutes: Int?
+
         @Option(
             help: """
                 Registrations and logins per second, server-wide (the ceiling above the per-address and \
@@ -382,6 +399,23 @@ extension HeliographCommand {
                 guard rate >= 0 else { throw ValidationError("rates must not be negative") }
                 configuration.accountPostRate = rate
                 configuration.accountPostBurst = max(configuration.accountPostBurst, rate * 4)
+            }
+            if let mib = try value(maxUploadMib, "HELIOGRAPH_MAX_UPLOAD_MIB") {
+                guard mib >= 1 else { throw ValidationError("the upload limit must be at least 1 MiB") }
+                configuration.media.maxUploadBytes = Int64(mib) * 1024 * 1024
+            }
+            if let mib = try value(uploadQuotaMib, "HELIOGRAPH_UPLOAD_QUOTA_MIB") {
+                guard mib >= 0 else { throw ValidationError("the upload quota must not be negative") }
+                configuration.media.quotaBytes = Int64(mib) * 1024 * 1024
+            }
+            if let rate = try value(uploadRate, "HELIOGRAPH_UPLOAD_RATE") {
+                guard rate >= 0 else { throw ValidationError("rates must not be negative") }
+                configuration.accountUploadRate = rate
+                configuration.accountUploadBurst = max(configuration.accountUploadBurst, rate * 4)
+            }
+            if let minutes = try value(blobGraceMinutes, "HELIOGRAPH_BLOB_GRACE_MINUTES") {
+                guard minutes >= 0 else { throw ValidationError("the blob grace period must not be negative") }
+                configuration.media.grace = .seconds(minutes * 60)
             }
             if let limit = try value(chatGapLimit, "HELIOGRAPH_CHAT_GAP_LIMIT") {
                 guard limit >= 1 else { throw ValidationError("the chat gap limit must be at least 1") }

@@ -256,7 +256,30 @@ struct PropertyFixture: Sendable {
             Route(
                 method: .post, path: fixed("/v1/reports/verify"), segment: "",
                 validBody: ValidBodies.report(own.accountID.description, own.deviceID.description)),
-        ] + chatRoutes
+        ] + chatRoutes + mediaRoutes
+    }
+
+    /// The upload and blob routes, on an upload id and a blob name no one has.
+    var mediaRoutes: [Route] {
+        func fixed(_ path: String) -> @Sendable (String) -> String { { _ in path } }
+        let upload = UUID().uuidString.lowercased()
+        let blob = String(repeating: "ab", count: 32)
+        return [
+            Route(
+                method: .post, path: fixed("/v1/uploads"), segment: "",
+                validBody: .object([
+                    ("size", .number("1000")), ("sha256", .string(blob)), ("purpose", .string("public")),
+                    ("mediaType", .string("image/png")),
+                ])),
+            Route(method: .get, path: { "/v1/uploads/\($0)" }, segment: upload, validBody: nil),
+            Route(method: .put, path: { "/v1/uploads/\($0)/parts/0" }, segment: upload, validBody: .object([])),
+            Route(method: .post, path: { "/v1/uploads/\($0)/finish" }, segment: upload, validBody: .object([])),
+            Route(method: .delete, path: { "/v1/uploads/\($0)" }, segment: upload, validBody: nil),
+            Route(method: .get, path: { "/v1/blobs/\($0)" }, segment: blob, validBody: nil),
+            Route(
+                method: .post, path: fixed("/v1/attachments/release"), segment: "",
+                validBody: .object([("messageId", .string("m-9"))])),
+        ]
     }
 
     /// The group and channel routes, on the fixture's group.

@@ -9,7 +9,7 @@ import Logging
 public struct MediaLimits: Sendable {
     /// The largest file one upload may declare.
     public var maxUploadBytes: Int64 = 2 * 1024 * 1024 * 1024
-    /// The bytes one account may upload per ``quotaWindow``.
+    /// The bytes one account may upload per ``quotaWindow``; 0 for no quota.
     public var quotaBytes: Int64 = 20 * 1024 * 1024 * 1024
     /// The window of the quota.
     public var quotaWindow: Duration = .seconds(24 * 3600)
@@ -81,7 +81,7 @@ public struct MediaService: Sendable {
         try uploadLimiter.take(caller.accountID.description, what: "uploads")
         let now = clock.now().wholeMilliseconds
         let used = try await storage.blobReferences.quotaBytes(of: caller.accountID, since: now - limits.quotaWindow.timeInterval)
-        guard used + request.size <= limits.quotaBytes else {
+        guard limits.quotaBytes <= 0 || used + request.size <= limits.quotaBytes else {
             throw HeliographError(
                 .quotaExceeded,
                 "you uploaded \(Self.describe(used)) in the last \(Int(limits.quotaWindow.timeInterval / 3600)) hours; "
