@@ -195,26 +195,35 @@ extension HeliographClient {
     /// Downloads a blob into `destination`, streaming it to `destination.part` first.
     ///
     /// A `.part` file left by an earlier attempt is continued with a range request; a server
-    /// that answers with the whole blob instead starts it over. The result must hash to `blob`,
-    /// or it is deleted and `hash_mismatch` thrown; only then is it renamed into place.
+    /// that answers with the whole blob instead starts it over. The result must hash to `blob`:
+    /// a continued download that does not (the `.part` file was damaged, or belongs to other
+    /// bytes) is done once more from the start; otherwise the file is deleted and
+    /// `hash_mismatch` thrown. Only a checked file is renamed into place.
     public func download(blob: BlobHash, to destination: URL, progress: TransferProgress? = nil) async throws {
         let partial = destination.appendingPathExtension("part")
         let http = try httpTransfer()
-        var attempt = 0
+        var resumed = FileManager.default.fileExists(atPath: partial.path)
         while true {
-            attempt += 1
-            do {
-                try await downloadOnce(blob: blob, into: partial, http: http, progress: progress)
-                break
-            } catch let error where attempt < 4 && Self.isTransient(error) {
-                // What arrived stays in the .part file: the next attempt asks for the rest.
-                logger.debug("download retry", metadata: ["blob": "\(blob)", "attempt": "\(attempt)", "error": "\(error)"])
-                try await Task.sleep(for: .milliseconds(300 * attempt))
+            var attempt = 0
+            while true {
+                attempt += 1
+                do {
+                    try await downloadOnce(blob: blob, into: partial, http: http, progress: progress)
+                    break
+                } catch let error where attempt < 4 && Self.isTransient(error) {
+                    // What arrived stays in the .part file: the next attempt asks for the rest.
+                    logger.debug(
+                        "download retry", metadata: ["blob": "\(blob)", "attempt": "\(attempt)", "error": "\(error)"])
+                    try await Task.sleep(for: .milliseconds(300 * attempt))
+                }
             }
-        }
-        guard try Self.sha256(of: partial) == blob else {
+            if try Self.sha256(of: partial) == blob { break }
             try? FileManager.default.removeItem(at: partial)
-            throw HeliographError(.hashMismatch, "the downloaded blob does not hash to \(blob.hex); it was deleted")
+            guard resumed else {
+                throw HeliographError(.hashMismatch, "the downloaded blob does not hash to \(blob.hex); it was deleted")
+            }
+            logger.notice("a continued download did not match its hash; downloading it again", metadata: ["blob": "\(blob)"])
+            resumed = false
         }
         guard rename(partial.path, destination.path) == 0 else {
             throw HeliographError(

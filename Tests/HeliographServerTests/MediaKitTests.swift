@@ -196,17 +196,16 @@ struct MediaKitTests {
             #expect(FileManager.default.contents(atPath: destination.path) == data)
             #expect(!FileManager.default.fileExists(atPath: partial.path))
 
-            // A partial file that does not match the blob: the result fails its hash and is deleted.
+            // A partial file that does not match the blob: the continued result fails its hash,
+            // and the download starts over from nothing.
             let other = temporaryDirectory("downloads").appendingPathComponent("archive.bin")
             try noiseBytes(700_000).write(to: other.appendingPathExtension("part"))
-            await #expect(throws: HeliographError(.hashMismatch, "")) {
-                try await alice.download(blob: blob.sha256, to: other)
-            }
-            #expect(!FileManager.default.fileExists(atPath: other.path))
-            #expect(!FileManager.default.fileExists(atPath: other.appendingPathExtension("part").path))
-            // Starting over then succeeds.
-            try await alice.download(blob: blob.sha256, to: other)
+            let redone = ProgressLog()
+            try await alice.download(blob: blob.sha256, to: other, progress: redone.callback)
             #expect(FileManager.default.contents(atPath: other.path) == data)
+            #expect(redone.all.first?.done == 700_000)
+            #expect(redone.all.contains { $0.done == 0 })
+            #expect(!FileManager.default.fileExists(atPath: other.appendingPathExtension("part").path))
         }
     }
 
