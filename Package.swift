@@ -150,6 +150,9 @@ let package = Package(
             name: "heliograph-load",
             dependencies: [
                 "HeliographKit", "HeliographCore", "HeliographCrypto", "HeliographProtocol",
+                // The thumbnail workload runs the server's public image check.
+                "HeliographMedia",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 // XMPP over WebSocket, for the side-by-side run against ejabberd.

@@ -21,7 +21,7 @@ struct LoadTool: AsyncParsableCommand {
             """,
         subcommands: [
             OneToOne.self, MultiDevice.self, Connections.self, LoginStorm.self, XMPPOneToOne.self, XMPPConnections.self,
-            ChannelFanout.self, GroupPost.self,
+            ChannelFanout.self, GroupPost.self, MediaTransfer.self, Thumbnails.self,
         ]
     )
 }
