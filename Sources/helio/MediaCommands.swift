@@ -62,7 +62,9 @@ final class ProgressBar: Sendable {
 /// The lines that show a message's attachments under it, each with how to save it.
 func mediaLines(_ media: ReceivedMedia, reference: String) -> [String] {
     var lines = media.attachments.map { pointer in
-        "  attachment: \(pointer.fileName ?? "unnamed") (\(pointer.mediaType), \(humanSize(Int64(pointer.plaintextSize))))"
+        let facts =
+            [pointer.mediaType, humanSize(Int64(pointer.plaintextSize))] + (pointer.thumbnail == nil ? [] : ["thumbnail"])
+        return "  attachment: \(pointer.fileName ?? "unnamed") (\(facts.joined(separator: ", ")))"
     }
     lines += media.media.map { item in
         var facts = [item.mediaType, humanSize(item.size)]
