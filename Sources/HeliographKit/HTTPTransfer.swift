@@ -34,8 +34,9 @@ public struct HTTPTransfer: Sendable {
     public let token: String?
     /// How long connecting may take.
     public var connectTimeout: Duration = .seconds(10)
-    /// How long the server may stay silent while a response is awaited or streamed.
-    public var readTimeout: Duration = .seconds(60)
+    /// How long a connection may go without a byte read or written (a request being sent, a
+    /// response awaited or streamed) before the exchange fails.
+    public var idleTimeout: Duration = .seconds(60)
 
     private let host: String
     private let port: Int
@@ -202,8 +203,8 @@ public struct HTTPTransfer: Sendable {
     private func connect() async throws -> NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart> {
         let tls = self.tls
         let host = self.host
-        let readTimeout = TimeAmount.nanoseconds(
-            readTimeout.components.seconds * 1_000_000_000 + readTimeout.components.attoseconds / 1_000_000_000)
+        let idleTimeout = TimeAmount.nanoseconds(
+            idleTimeout.components.seconds * 1_000_000_000 + idleTimeout.components.attoseconds / 1_000_000_000)
         let connectTimeout = TimeAmount.nanoseconds(
             connectTimeout.components.seconds * 1_000_000_000 + connectTimeout.components.attoseconds / 1_000_000_000)
         do {
@@ -218,8 +219,8 @@ public struct HTTPTransfer: Sendable {
                             try pipeline.addHandler(NIOSSLClientHandler(context: tls, serverHostname: isAddress ? nil : host))
                         }
                         try pipeline.addHTTPClientHandlers()
-                        try pipeline.addHandler(IdleStateHandler(readTimeout: readTimeout))
-                        try pipeline.addHandler(ReadTimeoutHandler())
+                        try pipeline.addHandler(IdleStateHandler(allTimeout: idleTimeout))
+                        try pipeline.addHandler(IdleTimeoutHandler())
                         return try NIOAsyncChannel<HTTPClientResponsePart, HTTPClientRequestPart>(
                             wrappingChannelSynchronously: channel)
                     }
@@ -236,17 +237,23 @@ public struct HTTPTransfer: Sendable {
     }
 }
 
-/// Fails the exchange when the server has been silent for the read timeout.
-private final class ReadTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
+/// Fails the exchange when nothing was read or written for the idle timeout: a slow upload
+/// that keeps writing is not cut, a server that stopped answering is.
+private final class IdleTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPClientResponsePart
     typealias InboundOut = HTTPClientResponsePart
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .read {
-            context.fireErrorCaught(HeliographError(.temporarilyUnavailable, "the server stopped answering"))
+        if let idle = event as? IdleStateHandler.IdleStateEvent, idle == .all {
+            context.fireErrorCaught(IdleTimeout())
             context.close(promise: nil)
             return
         }
         context.fireUserInboundEventTriggered(event)
     }
+}
+
+/// Nothing was read or written for the idle timeout; reported as a lost connection.
+private struct IdleTimeout: Error, CustomStringConvertible {
+    var description: String { "nothing was sent or received for too long" }
 }

@@ -5,6 +5,8 @@ import HeliographCrypto
 import HeliographKit
 import HeliographProtocol
 import HeliographServer
+import NIOCore
+import NIOPosix
 import Synchronization
 import Testing
 
@@ -235,6 +237,28 @@ struct MediaKitTests {
             await #expect(throws: HeliographError(.unknownBlob, "")) {
                 try await carol.download(blob: hash, to: temporaryDirectory("carol").appendingPathComponent("plans"))
             }
+        }
+    }
+
+    @Test("a server that accepts the connection and never answers fails the transfer after the idle timeout")
+    func silentServerTimesOut() async throws {
+        // A listener whose connections are accepted and then ignored.
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0).get()
+        defer { silent.close(promise: nil) }
+        let port = try #require(silent.localAddress?.port)
+        var transfer = try HTTPTransfer(server: URL(string: "http://127.0.0.1:\(port)")!, token: "token")
+        transfer.idleTimeout = .milliseconds(300)
+        let started = ContinuousClock.now
+        await #expect(throws: ConnectionClosed.self) {
+            _ = try await transfer.data("GET", "/v1/blobs/\(String(repeating: "0", count: 64))")
+        }
+        #expect(ContinuousClock.now - started < .seconds(10))
+        // Nothing listening at all: the connection fails at once.
+        silent.close(promise: nil)
+        try? await Task.sleep(for: .milliseconds(100))
+        await #expect(throws: ConnectionFailed.self) {
+            _ = try await transfer.data("GET", "/v1/blobs/\(String(repeating: "0", count: 64))")
         }
     }
 
