@@ -395,13 +395,23 @@ extension HeliographClient {
         }
     }
 
-    /// Deletes a message for everyone.
+    /// Deletes a message for everyone. In a private group the server cannot see the deletion,
+    /// so for a post of this account's it is also told that the post's attachments are released.
     @discardableResult
     public func deleteMessage(_ seq: Int64, in chat: ChatID) async throws -> PostResponse {
-        try await operate(chat, seq, op: "delete") {
+        let response = try await operate(chat, seq, op: "delete") {
             try await self.call(
                 .deleteMessage, MessageActionRequest(chatId: chat, messageId: .random(), seq: seq), as: PostResponse.self)
         }
+        if try await chatInfo(chat).chat.kind == .privateGroup {
+            let target = try await call(
+                .chatUpdates, ChatUpdatesRequest(chatId: chat, after: seq - 1, limit: 1), as: ChatUpdatesResponse.self
+            ).updates.first
+            if let target, target.seq == seq, target.sender?.accountId == profile.accountID {
+                try await releaseAttachments(of: target.messageId, in: chat)
+            }
+        }
+        return response
     }
 
     /// Pins or unpins a message.

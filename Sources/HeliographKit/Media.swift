@@ -94,7 +94,8 @@ extension HeliographClient {
     /// lost its connection, continues with the parts the server is missing. Public uploads
     /// declare `mediaType`; the server checks it.
     public func upload(
-        file: URL, purpose: UploadPurpose, mediaType: String? = nil, progress: TransferProgress? = nil
+        file: URL, purpose: UploadPurpose, mediaType: String? = nil, partsInFlight: Int = HeliographClient.partsInFlight,
+        progress: TransferProgress? = nil
     ) async throws -> BlobDescriptor {
         let size = try Self.fileSize(file)
         let hash = try Self.sha256(of: file)
@@ -123,7 +124,8 @@ extension HeliographClient {
         var sentAgain = false
         var refreshes = 0
         while true {
-            try await sendMissingParts(of: file, status: current, http: http, progress: progress)
+            try await sendMissingParts(
+                of: file, status: current, http: http, partsInFlight: max(1, partsInFlight), progress: progress)
             do {
                 let blob = try await http.json(
                     "POST", "/v1/uploads/\(current.uploadId.uuidString)/finish", as: BlobDescriptor.self)
@@ -144,9 +146,14 @@ extension HeliographClient {
         }
     }
 
-    /// Sends the parts the server does not hold, one after the other, each read at its offset.
+    /// How many parts an upload sends at once by default: each on its own connection, so the
+    /// round trip and the server-side write of one part overlap the others'. The client holds at
+    /// most this many parts in memory.
+    public static let partsInFlight = 4
+
+    /// Sends the parts the server does not hold, a few at a time, each read at its offset.
     private func sendMissingParts(
-        of file: URL, status: UploadStatus, http: HTTPTransfer, progress: TransferProgress?
+        of file: URL, status: UploadStatus, http: HTTPTransfer, partsInFlight: Int, progress: TransferProgress?
     ) async throws {
         let received = Set(status.receivedParts)
         func length(of index: Int) -> Int {
@@ -158,28 +165,44 @@ extension HeliographClient {
         guard !missing.isEmpty else { return }
         let handle = try FileHandle(forReadingFrom: file)
         defer { try? handle.close() }
-        for index in missing {
-            try Task.checkCancellation()
-            try handle.seek(toOffset: UInt64(index) * UInt64(status.partSize))
-            let bytes = try handle.read(upToCount: length(of: index)) ?? Data()
-            guard bytes.count == length(of: index) else {
-                throw HeliographError(.badRequest, "\(file.path) changed while it was being uploaded")
-            }
-            var attempt = 0
-            while true {
-                attempt += 1
-                do {
-                    _ = try await http.data(
-                        "PUT", "/v1/uploads/\(status.uploadId.uuidString)/parts/\(index)", body: bytes,
-                        contentType: "application/octet-stream")
-                    break
-                } catch let error where attempt < 4 && Self.isTransient(error) {
-                    logger.debug("part retry", metadata: ["part": "\(index)", "attempt": "\(attempt)", "error": "\(error)"])
-                    try await Task.sleep(for: .milliseconds(300 * attempt))
+        let logger = self.logger
+        let path = "/v1/uploads/\(status.uploadId.uuidString)/parts/"
+        try await withThrowingTaskGroup(of: Int.self) { group in
+            var inFlight = 0
+            for index in missing {
+                try Task.checkCancellation()
+                // Parts are read here, one at a time, and handed to a task that sends them.
+                try handle.seek(toOffset: UInt64(index) * UInt64(status.partSize))
+                let bytes = try handle.read(upToCount: length(of: index)) ?? Data()
+                guard bytes.count == length(of: index) else {
+                    throw HeliographError(.badRequest, "\(file.path) changed while it was being uploaded")
                 }
+                if inFlight == partsInFlight, let sent = try await group.next() {
+                    inFlight -= 1
+                    done += Int64(sent)
+                    progress?(done, status.size)
+                }
+                group.addTask {
+                    var attempt = 0
+                    while true {
+                        attempt += 1
+                        do {
+                            _ = try await http.data(
+                                "PUT", path + String(index), body: bytes, contentType: "application/octet-stream")
+                            return bytes.count
+                        } catch let error where attempt < 4 && Self.isTransient(error) {
+                            logger.debug(
+                                "part retry", metadata: ["part": "\(index)", "attempt": "\(attempt)", "error": "\(error)"])
+                            try await Task.sleep(for: .milliseconds(300 * attempt))
+                        }
+                    }
+                }
+                inFlight += 1
             }
-            done += Int64(bytes.count)
-            progress?(done, status.size)
+            while let sent = try await group.next() {
+                done += Int64(sent)
+                progress?(done, status.size)
+            }
         }
     }
 
@@ -542,5 +565,18 @@ extension HeliographClient {
         }
         try writer.write(contentsOf: try decryptor.finish())
         try writer.synchronize()
+    }
+}
+
+extension HeliographClient {
+    /// Tells the server that a message this account sent, deleted for everyone, no longer holds
+    /// its attachments (in a private group: `chat`; one-to-one: nil), so their blobs can be
+    /// collected. Returns how many references were released.
+    @discardableResult
+    public func releaseAttachments(of messageID: MessageID, in chat: ChatID? = nil) async throws -> Int {
+        try await httpTransfer().json(
+            "POST", "/v1/attachments/release", body: ReleaseAttachmentsRequest(messageId: messageID, chatId: chat),
+            as: ReleaseAttachmentsResponse.self
+        ).released
     }
 }

@@ -5,6 +5,7 @@ import HeliographCrypto
 import HeliographKit
 import HeliographProtocol
 import HeliographServer
+import HeliographStore
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -112,7 +113,8 @@ struct MediaKitTests {
             // The progress callback cancels the upload after its second part, as a crash would stop it.
             // (A task of its own, so that only the upload is cancelled.)
             let cut = Task {
-                try await first.upload(file: file, purpose: .encrypted) { done, _ in
+                // One part at a time, so the parts the server holds are exactly those reported.
+                try await first.upload(file: file, purpose: .encrypted, partsInFlight: 1) { done, _ in
                     if done >= 2 * Int64(Self.partSize) { withUnsafeCurrentTask { $0?.cancel() } }
                 }
             }
@@ -129,7 +131,8 @@ struct MediaKitTests {
             // A new client of the same profile, as after a restart.
             let second = try HeliographClient(profileName: "alice-laptop", store: server.profiles)
             let resumed = ProgressLog()
-            let blob = try await second.upload(file: file, purpose: .encrypted, progress: resumed.callback)
+            let blob = try await second.upload(
+                file: file, purpose: .encrypted, partsInFlight: 1, progress: resumed.callback)
             // It starts from the two parts the server has and sends the four others, one report each.
             #expect(resumed.all.first?.done == 2 * Int64(Self.partSize))
             #expect(resumed.all.count == 1 + 4)
@@ -163,7 +166,8 @@ struct MediaKitTests {
             let passes = Mutex(0)
             // During the first pass part 3 is read with one byte changed (as a disk or a
             // network might damage it); the byte is back before the second pass reads it.
-            let blob = try await alice.upload(file: file, purpose: .encrypted) { done, total in
+            // One part at a time, so each part is read after the previous one was reported.
+            let blob = try await alice.upload(file: file, purpose: .encrypted, partsInFlight: 1) { done, total in
                 reports.callback(done, total)
                 let pass = passes.withLock { count -> Int in
                     if done == 0 { count += 1 }
@@ -237,6 +241,16 @@ struct MediaKitTests {
             await #expect(throws: HeliographError(.unknownBlob, "")) {
                 try await carol.download(blob: hash, to: temporaryDirectory("carol").appendingPathComponent("plans"))
             }
+
+            // Deleting the post for everyone: the server cannot see an encrypted deletion, so the
+            // Kit releases the post's attachments itself; they expire after the grace period.
+            let stored = try #require(try await server.served.chatLog.message(of: chat, sequence: posted.seq))
+            let holder = BlobHolder.chatPost(chat, sender: alice.profile.accountID, messageID: stored.update.messageID)
+            #expect(try await server.served.blobReferences.references(heldBy: holder).allSatisfy { $0.expiresAt == nil })
+            try await alice.deleteMessage(posted.seq, in: chat)
+            let released = try await server.served.blobReferences.references(heldBy: holder)
+            #expect(!released.isEmpty)
+            #expect(released.allSatisfy { $0.expiresAt != nil })
         }
     }
 
