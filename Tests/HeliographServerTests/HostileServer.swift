@@ -32,6 +32,10 @@ final class HostileStorage: HeliographStorage, Sendable {
         var substituteBundle: [DeviceID: DeviceID] = [:]
         /// Accounts looked up by id come back under another account's name (member lists).
         var rename: [AccountID: Username] = [:]
+        /// Blobs served with one byte flipped at this offset.
+        var flipBlobByte: [BlobHash: Int64] = [:]
+        /// Blobs served with another blob's bytes instead (requested → served).
+        var swapBlob: [BlobHash: BlobHash] = [:]
     }
 
     let base: SQLiteStorage
@@ -54,7 +58,7 @@ final class HostileStorage: HeliographStorage, Sendable {
     var frankingKeys: any FrankingKeyStore { base.frankingKeys }
     var chats: any ChatStore { base.chats }
     var chatLog: any ChatLogStore { base.chatLog }
-    var blobs: any BlobStore { base.blobs }
+    var blobs: any BlobStore { HostileBlobs(base: base.blobs, owner: self) }
     var blobReferences: any BlobReferenceStore { base.blobReferences }
     var changeFeed: (any InboxChangeFeed)? { base.changeFeed }
     func ping() async throws { try await base.ping() }
@@ -173,5 +177,58 @@ private struct HostilePrekeys: PrekeyStore {
         if attacks.omitList.contains(account) { return nil }
         if let old = attacks.rollBack[account] { return old }
         return try await base.deviceList(account: account)
+    }
+}
+
+/// Serves other bytes than were stored, as a server tampering with attachments would.
+private struct HostileBlobs: BlobStore {
+    let base: any BlobStore
+    let owner: HostileStorage
+
+    func createUpload(_ record: UploadRecord) async throws { try await base.createUpload(record) }
+    func upload(id: UploadID) async throws -> UploadRecord? { try await base.upload(id: id) }
+    func writePart(upload: UploadID, index: Int, bytes: Data) async throws {
+        try await base.writePart(upload: upload, index: index, bytes: bytes)
+    }
+    func receivedParts(of upload: UploadID) async throws -> [Int] { try await base.receivedParts(of: upload) }
+    func finish(upload: UploadID, at time: Date) async throws -> BlobInfo { try await base.finish(upload: upload, at: time) }
+    func discardUpload(id: UploadID) async throws -> Bool { try await base.discardUpload(id: id) }
+    func deleteExpiredUploads(before time: Date) async throws -> Int { try await base.deleteExpiredUploads(before: time) }
+    func blob(_ hash: BlobHash) async throws -> BlobInfo? {
+        guard let swapped = owner.current.swapBlob[hash], let other = try await base.blob(swapped) else {
+            return try await base.blob(hash)
+        }
+        return BlobInfo(hash: hash, size: other.size, createdAt: other.createdAt)
+    }
+    func read(_ hash: BlobHash, range: ClosedRange<Int64>?) -> AsyncThrowingStream<Data, any Error> {
+        let attacks = owner.current
+        if let swapped = attacks.swapBlob[hash] { return base.read(swapped, range: range) }
+        guard let offset = attacks.flipBlobByte[hash] else { return base.read(hash, range: range) }
+        let stream = base.read(hash, range: range)
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                var position = range?.lowerBound ?? 0
+                do {
+                    for try await chunk in stream {
+                        var piece = chunk
+                        let end = position + Int64(piece.count)
+                        if offset >= position, offset < end {
+                            let index = piece.startIndex + Int(offset - position)
+                            piece[index] ^= 0x01
+                        }
+                        position = end
+                        continuation.yield(piece)
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+    func delete(_ hash: BlobHash) async throws -> Bool { try await base.delete(hash) }
+    func allBlobs(createdBefore time: Date, limit: Int) async throws -> [BlobInfo] {
+        try await base.allBlobs(createdBefore: time, limit: limit)
     }
 }
