@@ -1,6 +1,7 @@
 import Foundation
 import HeliographCore
 import HeliographKit
+import HeliographProtocol
 import Testing
 
 extension ProcessTests {
@@ -72,24 +73,51 @@ extension ProcessTests {
         }
         #expect(opened == (1...40).map { "\(canary) a\($0)" })
 
-        // The control: one message sent without encryption must be found, or the scan proves nothing.
+        // An attachment whose content, file name and caption carry the canary: uploaded as
+        // ciphertext, downloaded and opened by Bob's phone.
+        var lines = Data()
+        while lines.count < 200_000 { lines.append(Data("\(canary) attachment line \(lines.count)\n".utf8)) }
+        let attachment = clients.appendingPathComponent("\(canary).txt")
+        try lines.write(to: attachment)
+        try await alicePhone.sendAttachment(file: attachment, to: "bob_b", caption: "\(canary) caption", mediaType: "text/plain")
+        let withAttachment = try await receive(1, from: bobPhone)[0]
+        guard case .message(let decrypted) = try await bobPhone.open(withAttachment),
+            let pointer = decrypted.content.attachments?.first
+        else {
+            Issue.record("Bob's phone could not open the attachment message")
+            return
+        }
+        let saved = clients.appendingPathComponent("saved.txt")
+        try await bobPhone.download(attachment: pointer, to: saved)
+        #expect(FileManager.default.contents(atPath: saved.path) == lines)
+
+        // The controls: one message and one file sent without encryption must be found, or the
+        // scan proves nothing (for the database, the logs and the blob files).
         let control = "CONTROL-\(UUID().uuidString)"
         try await alicePhone.send(text: control, to: "bob_b")
+        let controlFile = clients.appendingPathComponent("control.txt")
+        try Data(String(repeating: "\(control)\n", count: 100).utf8).write(to: controlFile)
+        _ = try await alicePhone.upload(file: controlFile, purpose: .encrypted)
         await alicePhone.close()
         await bobPhone.close()
         try await server.stop()
 
         var canaryHits = 0
         var controlHits = 0
+        var blobControlHits = 0
         let scanned = Self.files(under: data)
         #expect(scanned.contains { $0.lastPathComponent == "heliograph.sqlite" })
         #expect(scanned.contains { $0.pathExtension == "log" })
+        #expect(scanned.contains { $0.path.contains("/blobs/") })
         for file in scanned {
             let bytes = try Data(contentsOf: file)
             for form in Self.forms(of: canary) { canaryHits += Self.occurrences(of: form, in: bytes) }
-            controlHits += Self.occurrences(of: Data(control.utf8), in: bytes)
+            let hits = Self.occurrences(of: Data(control.utf8), in: bytes)
+            controlHits += hits
+            if file.path.contains("/blobs/") { blobControlHits += hits }
         }
         #expect(canaryHits == 0, "the canary appeared \(canaryHits) times in the server's files")
         #expect(controlHits > 0, "the unencrypted control message was not found: the scan is not seeing the data")
+        #expect(blobControlHits > 0, "the unencrypted control file was not found: the scan is not seeing the blob files")
     }
 }
