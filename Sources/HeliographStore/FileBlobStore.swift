@@ -120,8 +120,16 @@ public struct FileBlobStore: BlobStore {
             let temporary = fanOut.appendingPathComponent(".\(record.sha256.hex).\(UUID().uuidString).tmp")
             defer { unlink(temporary.path) }
             // One pass: each part is read in pieces, hashed, and appended to the temporary file.
-            let (hash, size) = try Self.concatenate(
-                (0..<record.partCount).map { directory.appendingPathComponent(Self.partName($0)) }, into: temporary)
+            let (hash, size): (BlobHash, Int64)
+            do {
+                (hash, size) = try Self.concatenate(
+                    (0..<record.partCount).map { directory.appendingPathComponent(Self.partName($0)) }, into: temporary)
+            } catch {
+                // A concurrent finish of the same upload (a client retrying) completed meanwhile
+                // and removed the parts: its blob is the answer.
+                if let finished = try finishedHash(id) { return finished }
+                throw error
+            }
             guard size == record.size, hash == record.sha256 else {
                 // Which part is wrong cannot be told: drop them all so the upload starts over clean.
                 for index in received { unlink(directory.appendingPathComponent(Self.partName(index)).path) }
@@ -137,11 +145,13 @@ public struct FileBlobStore: BlobStore {
                 guard rename(temporary.path, final.path) == 0 else { throw FileBlobError("publish \(final.path)", errno) }
                 try Self.syncDirectory(fanOut)
             }
-            try Self.writeDurably(Data(hash.hex.utf8), to: directory.appendingPathComponent(".finished.tmp"))
-            guard
-                rename(directory.appendingPathComponent(".finished.tmp").path, directory.appendingPathComponent("finished").path)
-                    == 0
-            else { throw FileBlobError("mark upload \(id) finished", errno) }
+            // A temporary name of its own: a concurrent finish of the same upload writes the same mark.
+            let mark = directory.appendingPathComponent(".finished.\(UUID().uuidString).tmp")
+            try Self.writeDurably(Data(hash.hex.utf8), to: mark)
+            guard rename(mark.path, directory.appendingPathComponent("finished").path) == 0 else {
+                unlink(mark.path)
+                throw FileBlobError("mark upload \(id) finished", errno)
+            }
             try Self.syncDirectory(directory)
             for index in received { unlink(directory.appendingPathComponent(Self.partName(index)).path) }
             return hash

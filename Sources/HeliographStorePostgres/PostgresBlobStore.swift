@@ -97,7 +97,20 @@ struct PostgresBlobStore: BlobStore {
         var hasher = BlobHasher()
         var size: Int64 = 0
         for index in 0..<record.partCount {
-            let part = try await withDeadline(timeout, what: "read an upload part") {
+            let part: Data
+            do {
+                part = try await readPart(index)
+            } catch let error as HeliographError where error.code == .uploadIncomplete {
+                // A concurrent finish of the same upload (a client retrying) completed meanwhile
+                // and removed the parts: its blob is the answer.
+                if let (_, finished) = try await self.record(id), let finished { return try await existing(finished, of: id) }
+                throw error
+            }
+            hasher.update(part)
+            size += Int64(part.count)
+        }
+        func readPart(_ index: Int) async throws -> Data {
+            try await withDeadline(timeout, what: "read an upload part") {
                 var part: Data?
                 for try await bytes in try await client.query(
                     "SELECT bytes FROM blob_upload_parts WHERE upload_id = \(id.rawValue) AND part_index = \(Int64(index))",
@@ -110,8 +123,6 @@ struct PostgresBlobStore: BlobStore {
                 }
                 return part
             }
-            hasher.update(part)
-            size += Int64(part.count)
         }
         let hash = hasher.finalize()
         guard size == record.size, hash == record.sha256 else {

@@ -387,6 +387,28 @@ struct BlobConformanceTests {
         }
     }
 
+    @Test("concurrent finishes of one upload (a client retrying) all get the same blob", arguments: Backend.all)
+    func concurrentFinishes(_ backend: Backend) async throws {
+        try await backend.with { storage in
+            let blobs = storage.blobs
+            let data = Self.randomBytes(900_000)
+            let record = Self.record(for: data)
+            try await blobs.createUpload(record)
+            for index in 0..<record.partCount {
+                try await blobs.writePart(upload: record.id, index: index, bytes: Self.part(data, index))
+            }
+            let results = try await withThrowingTaskGroup(of: BlobInfo.self) { group in
+                for _ in 0..<6 { group.addTask { try await blobs.finish(upload: record.id, at: Fixture.start) } }
+                var results: [BlobInfo] = []
+                for try await info in group { results.append(info) }
+                return results
+            }
+            #expect(results.count == 6)
+            #expect(Set(results.map(\.hash)) == [BlobHash.of(data)])
+            #expect(try await blobs.contents(BlobHash.of(data)) == data)
+        }
+    }
+
     @Test("on disk: blobs are private files, and a temporary file left by a crash is never a blob")
     func filesystemLayout() async throws {
         let directory = temporaryDirectory("blobs")
