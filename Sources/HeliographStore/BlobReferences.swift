@@ -140,6 +140,11 @@ public protocol BlobReferenceStore: Sendable {
     /// Up to `limit` references to `blob` that are live at `time`.
     func references(to blob: BlobHash, liveAt time: Date, limit: Int) async throws -> [BlobReference]
 
+    /// The distinct readers of `blob` through references live at `time`, in the order of their
+    /// stored form (``BlobReader/key``), starting after the reader whose key is `after`: a page of
+    /// at most `limit`, so a blob shared into many chats is walked in pages.
+    func readers(of blob: BlobHash, liveAt time: Date, after: String?, limit: Int) async throws -> [BlobReader]
+
     /// Every reference made by `holder`, live or not.
     func references(heldBy holder: BlobHolder) async throws -> [BlobReference]
 

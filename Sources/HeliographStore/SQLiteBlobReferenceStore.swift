@@ -38,6 +38,19 @@ struct SQLiteBlobReferenceStore: BlobReferenceStore {
         }
     }
 
+    func readers(of blob: BlobHash, liveAt time: Date, after: String?, limit: Int) async throws -> [BlobReader] {
+        try await pool.read { db in
+            try String.fetchAll(
+                db,
+                sql: """
+                    SELECT DISTINCT reader FROM blob_references
+                    WHERE blob = ? AND reader > ? AND (expires_at IS NULL OR expires_at > ?)
+                    ORDER BY reader LIMIT ?
+                    """, arguments: [blob.bytes, after ?? "", time.millisecondsSince1970, max(0, limit)]
+            ).compactMap(BlobReader.init(key:))
+        }
+    }
+
     func references(heldBy holder: BlobHolder) async throws -> [BlobReference] {
         try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM blob_references WHERE holder = ?", arguments: [holder.key])

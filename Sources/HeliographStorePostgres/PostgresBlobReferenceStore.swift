@@ -43,6 +43,24 @@ struct PostgresBlobReferenceStore: BlobReferenceStore {
         }
     }
 
+    func readers(of blob: BlobHash, liveAt time: Date, after: String?, limit: Int) async throws -> [BlobReader] {
+        try await withDeadline(timeout, what: "read blob readers") {
+            var readers: [BlobReader] = []
+            // COLLATE "C": the same byte order as SQLite's, whatever the database's collation.
+            for try await key in try await client.query(
+                """
+                SELECT DISTINCT reader COLLATE "C" AS reader FROM blob_references
+                WHERE blob = \(blob.bytes) AND reader COLLATE "C" > \(after ?? "")
+                  AND (expires_at IS NULL OR expires_at > \(time.millisecondsSince1970))
+                ORDER BY 1 LIMIT \(Int64(max(0, limit)))
+                """, logger: logger
+            ).decode(String.self) {
+                if let reader = BlobReader(key: key) { readers.append(reader) }
+            }
+            return readers
+        }
+    }
+
     func references(heldBy holder: BlobHolder) async throws -> [BlobReference] {
         try await withDeadline(timeout, what: "read blob references") {
             try await collect(

@@ -43,6 +43,51 @@ struct BlobReferenceConformanceTests {
         }
     }
 
+    @Test("the readers of a blob come once each, in key order, in pages, live ones only", arguments: Backend.all)
+    func readersInPages(_ backend: Backend) async throws {
+        try await backend.with { storage in
+            let store = storage.blobReferences
+            let start = Fixture.start
+            let blob = Self.hash("shared everywhere")
+            let poster = AccountID.random()
+            let chats = (0..<450).map { _ in ChatID.random() }
+            var references: [BlobReference] = []
+            for (index, chat) in chats.enumerated() {
+                // Two posts in each chat: the chat is still one reader.
+                for post in 0..<2 {
+                    references.append(
+                        BlobReference(
+                            blob: blob,
+                            holder: .chatPost(chat, sender: poster, messageID: try MessageID(validating: "p\(index)-\(post)")),
+                            reader: .chat(chat), createdAt: start))
+                }
+            }
+            let (alice, gone) = (AccountID.random(), AccountID.random())
+            references.append(
+                BlobReference(blob: blob, holder: .upload(.random()), reader: .account(alice), createdAt: start))
+            references.append(
+                BlobReference(
+                    blob: blob, holder: .upload(.random()), reader: .account(gone), createdAt: start, expiresAt: start + 10))
+            references.append(
+                BlobReference(blob: Self.hash("other"), holder: .upload(.random()), reader: .account(gone), createdAt: start))
+            try await store.add(references)
+            var seen: [BlobReader] = []
+            var after: String?
+            var pages = 0
+            while true {
+                let page = try await store.readers(of: blob, liveAt: start + 60, after: after, limit: 200)
+                pages += 1
+                seen += page
+                guard page.count == 200, let last = page.last else { break }
+                after = last.key
+            }
+            #expect(pages == 3)
+            let expected = (chats.map { BlobReader.chat($0) } + [.account(alice)]).sorted { $0.key < $1.key }
+            #expect(seen == expected)
+            #expect(try await store.readers(of: blob, liveAt: start, after: nil, limit: 1000).contains(.account(gone)))
+        }
+    }
+
     @Test("releasing a holder makes its references expire then, and expired ones are deleted", arguments: Backend.all)
     func releaseAndExpiry(_ backend: Backend) async throws {
         try await backend.with { storage in

@@ -152,9 +152,7 @@ public struct MediaService: Sendable {
 
     /// The blob and its media type, when `caller` may read it; `unknown_blob` otherwise.
     public func readable(_ hash: BlobHash, by caller: AuthenticatedDevice) async throws -> (BlobInfo, String?) {
-        let now = clock.now()
-        let references = try await storage.blobReferences.references(to: hash, liveAt: now, limit: 200)
-        guard try await mayRead(references, caller) else {
+        guard try await mayRead(hash, caller, at: clock.now()) else {
             throw HeliographError(.unknownBlob, "there is no blob \(hash.hex) that you may read")
         }
         guard let info = try await storage.blobs.blob(hash) else {
@@ -302,16 +300,19 @@ public struct MediaService: Sendable {
         return String(record.label.dropFirst(prefix.count))
     }
 
-    private func mayRead(_ references: [BlobReference], _ caller: AuthenticatedDevice) async throws -> Bool {
-        var chats: Set<ChatID> = []
-        for reference in references {
-            switch reference.reader {
-            case .account(let account): if account == caller.accountID { return true }
-            case .chat(let chat): chats.insert(chat)
-            }
+    /// Whether a live reference lets `caller` read the blob: one naming the caller's account, or a
+    /// chat the caller may read. The readers are walked in pages, so a blob forwarded into many
+    /// chats is still found through the last of them.
+    private func mayRead(_ blob: BlobHash, _ caller: AuthenticatedDevice, at time: Date) async throws -> Bool {
+        let own = BlobReader.account(caller.accountID)
+        var after: String?
+        while true {
+            let page = try await storage.blobReferences.readers(of: blob, liveAt: time, after: after, limit: 200)
+            if page.contains(own) { return true }
+            for case .chat(let chat) in page where try await chatReadable(chat, caller) { return true }
+            guard page.count == 200, let last = page.last else { return false }
+            after = last.key
         }
-        for chat in chats where try await chatReadable(chat, caller) { return true }
-        return false
     }
 
     /// Whether `caller` may read the chat: its members, and anyone for a chat with a public name
