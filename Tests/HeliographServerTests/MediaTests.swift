@@ -388,6 +388,30 @@ struct MediaTests {
         }
     }
 
+    @Test("a media post refused by slow mode does not keep its media", arguments: MediaBackend.all)
+    func refusedPostReleasesMedia(_ backend: MediaBackend) async throws {
+        try await backend.run { server in
+            let owner = try await server.register("owner", encryption: false)
+            let member = try await server.register("member", encryption: false)
+            let group = try await owner.createPublicGroup(title: "Slow", username: "slow_photos", slowModeSeconds: 60)
+            _ = try await member.join("@slow_photos")
+            _ = try await member.call(
+                .post, PostRequest(chatId: group.chatId, messageId: .random(), text: "first"), as: PostResponse.self)
+            let photo = try await MediaHTTP(server, member).upload(
+                try makeJPEG(width: 100, height: 80), purpose: .public, mediaType: "image/jpeg")
+            let messageID = MessageID.random()
+            await #expect(throws: HeliographError(.slowMode, "")) {
+                _ = try await member.call(
+                    .post, PostRequest(chatId: group.chatId, messageId: messageID, media: [MediaReference(blob: photo.sha256)]),
+                    as: PostResponse.self)
+            }
+            let held = try await server.served.blobReferences.references(
+                heldBy: .chatPost(group.chatId, sender: member.profile.accountID, messageID: messageID))
+            #expect(held.count == 2)
+            #expect(held.allSatisfy { $0.expiresAt != nil })
+        }
+    }
+
     @Test(
         "garbage collection removes only unreferenced blobs, after the grace period, and spares uploads in flight",
         arguments: MediaBackend.all)

@@ -88,7 +88,15 @@ extension ChatService {
             if chat.kind == .publicGroup, member.role == .member { update.slowModeSeconds = chat.slowModeSeconds }
         }
         update.contentHash = Data(SHA256.hash(data: update.payload))
-        return try await commit(update, in: chat)
+        let namesBlobs = request.attachments?.isEmpty == false || request.media?.isEmpty == false
+        do {
+            return try await commit(update, in: chat)
+        } catch let error as HeliographError where namesBlobs && error.code != .idempotencyConflict {
+            // The post was refused (slow mode, say): the references made for it go after the
+            // grace period. A conflict is left alone: the stored post with this id holds them.
+            try? await media.releasePost(of: request.messageId, by: caller.accountID, in: chat.id)
+            throw error
+        }
     }
 
     /// `editMessage`: one's own message, or anyone's with `edit_others` (public chats).
