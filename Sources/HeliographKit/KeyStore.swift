@@ -265,23 +265,8 @@ public struct KeyStoreFile: Sendable {
     }
 
     private func decode(_ data: Data) throws -> DeviceKeyState {
-        let plain: Data
-        if let sealer {
-            guard let opened = try sealer.open(data, purpose: "keys", file: file) else {
-                // Accepting it would let anyone who can write the directory substitute keys.
-                throw HeliographError(
-                    .badRequest,
-                    "the key file \(file.path) is not sealed although a passphrase is set; refusing it, since anyone "
-                        + "who can write that directory could have put it there (see 'Local key files' in docs/security.md)")
-            }
-            plain = opened
-        } else {
-            guard !PassphraseSealer.isSealed(data) else {
-                throw HeliographError(
-                    .badRequest, "the key file \(file.path) is sealed with a passphrase; set HELIO_PASSPHRASE to open it")
-            }
-            plain = data
-        }
+        let plain = try PassphraseSealer.plainContent(
+            of: data, sealer: sealer, purpose: "keys", file: file, what: "the key file")
         do {
             return try JSONDecoder().decode(DeviceKeyState.self, from: plain)
         } catch {

@@ -479,18 +479,8 @@ extension HeliographClient {
     private func readSidecar<Value: Decodable>(_ type: Value.Type, suffix: String, purpose: String) throws -> Value? {
         let file = try sidecarFile(suffix)
         guard let data = FileManager.default.contents(atPath: file.path) else { return nil }
-        let plain: Data
-        if let sealer = store.sealer {
-            guard let opened = try sealer.open(data, purpose: purpose, file: file) else {
-                throw HeliographError(.badRequest, "\(file.path) is not sealed although a passphrase is set; delete it")
-            }
-            plain = opened
-        } else {
-            guard !PassphraseSealer.isSealed(data) else {
-                throw HeliographError(.badRequest, "\(file.path) is sealed with a passphrase; set HELIO_PASSPHRASE to open it")
-            }
-            plain = data
-        }
+        let plain = try PassphraseSealer.plainContent(
+            of: data, sealer: store.sealer, purpose: purpose, file: file, what: "the \(purpose) file")
         do {
             return try JSONDecoder().decode(Value.self, from: plain)
         } catch {

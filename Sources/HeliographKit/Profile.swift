@@ -106,24 +106,10 @@ public struct ProfileStore: Sendable {
             throw HeliographError(
                 .badRequest, "no profile '\(name)' in \(directory.path); run 'helio register NAME' first")
         }
-        let plain: Data
-        if let sealer {
-            guard let opened = try sealer.open(data, purpose: "profile", file: file) else {
-                // A plain profile could have been written by anyone able to write the directory:
-                // with it they would choose the server this device talks to and the key it uses.
-                throw HeliographError(
-                    .badRequest,
-                    "the profile \(file.path) is not sealed although a passphrase is set; refusing it, since anyone who "
-                        + "can write that directory could have put it there (see 'Local key files' in docs/security.md)")
-            }
-            plain = opened
-        } else {
-            guard !PassphraseSealer.isSealed(data) else {
-                throw HeliographError(
-                    .badRequest, "the profile \(file.path) is sealed with a passphrase; set HELIO_PASSPHRASE to open it")
-            }
-            plain = data
-        }
+        // A plain profile while a passphrase is set would let whoever wrote it choose the server
+        // this device talks to and the key it uses.
+        let plain = try PassphraseSealer.plainContent(
+            of: data, sealer: sealer, purpose: "profile", file: file, what: "the profile")
         do {
             return try JSONDecoder().decode(Profile.self, from: plain)
         } catch {

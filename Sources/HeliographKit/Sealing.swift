@@ -157,3 +157,29 @@ public final class PassphraseSealer: Sendable {
         Data("\(format)\u{0}\(purpose)\u{0}\(parameters.n)\u{0}\(parameters.r)\u{0}\(parameters.p)".utf8)
     }
 }
+
+extension PassphraseSealer {
+    /// The plain content of a local file that is sealed when a passphrase is set and plain
+    /// otherwise (`what` names it in errors, such as "the key file").
+    ///
+    /// A plain file is refused while a passphrase is set: anyone able to write the directory could
+    /// have put it there, and accepting it would let them choose keys, server or attachments.
+    static func plainContent(
+        of data: Data, sealer: PassphraseSealer?, purpose: String, file: URL, what: String
+    ) throws -> Data {
+        guard let sealer else {
+            guard !isSealed(data) else {
+                throw HeliographError(
+                    .badRequest, "\(what) \(file.path) is sealed with a passphrase; set HELIO_PASSPHRASE to open it")
+            }
+            return data
+        }
+        guard let opened = try sealer.open(data, purpose: purpose, file: file) else {
+            throw HeliographError(
+                .badRequest,
+                "\(what) \(file.path) is not sealed although a passphrase is set; refusing it, since anyone who can "
+                    + "write that directory could have put it there (see 'Local key files' in docs/security.md)")
+        }
+        return opened
+    }
+}

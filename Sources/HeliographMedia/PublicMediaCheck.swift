@@ -79,7 +79,7 @@ public struct PublicMediaCheck: Sendable {
         if ImageFormat(mediaType: mediaType) != nil && byteCount > maximumImageBytes {
             throw HeliographError(
                 .unsupportedMedia,
-                "the image is \(Self.describe(bytes: byteCount)); public images may be at most \(Self.describe(bytes: maximumImageBytes))"
+                "the image is \(ByteCount.text(Int64(byteCount))); public images may be at most \(ByteCount.text(Int64(maximumImageBytes)))"
             )
         }
         return mediaType
@@ -174,14 +174,6 @@ public struct PublicMediaCheck: Sendable {
             "audio/ogg": "an Ogg audio file", "audio/mpeg": "an MP3 audio file", "application/pdf": "a PDF document",
         ]
         return names[mediaType] ?? "a \(mediaType) file"
-    }
-
-    /// "50 MiB", "12.3 MiB", "4 KiB" or "900 bytes".
-    private static func describe(bytes: Int) -> String {
-        if bytes < 1024 { return "\(bytes) bytes" }
-        let (unit, size) = bytes < 1_048_576 ? ("KiB", 1024) : ("MiB", 1_048_576)
-        if bytes % size == 0 { return "\(bytes / size) \(unit)" }
-        return String(format: "%.1f", Double(bytes) / Double(size)) + " \(unit)"
     }
 
     /// A type recognised by the bytes it starts with.

@@ -213,10 +213,3 @@ public func resolvedBlobRange(_ range: ClosedRange<Int64>?, size: Int64) throws(
     }
     return range.lowerBound...min(range.upperBound, size - 1)
 }
-
-/// Runs blocking file work on a dispatch thread, so it never stalls the cooperative thread pool.
-func onIOThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global().async { continuation.resume(with: Result { try body() }) }
-    }
-}

@@ -49,7 +49,7 @@ public struct FileBlobStore: BlobStore {
     public func createUpload(_ record: UploadRecord) async throws {
         try record.validate()
         let directory = uploadDirectory(record.id)
-        try await onIOThread {
+        try await onDispatchThread {
             guard mkdir(directory.path, 0o700) == 0 else {
                 if errno == EEXIST { throw HeliographError(.badRequest, "an upload with id \(record.id) already exists") }
                 throw FileBlobError("create \(directory.path)", errno)
@@ -62,11 +62,11 @@ public struct FileBlobStore: BlobStore {
     }
 
     public func upload(id: UploadID) async throws -> UploadRecord? {
-        try await onIOThread { try readRecord(id) }
+        try await onDispatchThread { try readRecord(id) }
     }
 
     public func writePart(upload id: UploadID, index: Int, bytes: Data) async throws {
-        try await onIOThread {
+        try await onDispatchThread {
             let record = try requireOpenUpload(id)
             if let error = record.partError(index: index, length: bytes.count) { throw error }
             let directory = uploadDirectory(id)
@@ -95,14 +95,14 @@ public struct FileBlobStore: BlobStore {
     }
 
     public func receivedParts(of id: UploadID) async throws -> [Int] {
-        try await onIOThread {
+        try await onDispatchThread {
             guard try readRecord(id) != nil else { throw Self.unknown(id) }
             return try receivedIndices(id)
         }
     }
 
     public func finish(upload id: UploadID, at time: Date) async throws -> BlobInfo {
-        let outcome = try await onIOThread { () throws -> BlobHash in
+        let outcome = try await onDispatchThread { () throws -> BlobHash in
             guard let record = try readRecord(id) else { throw Self.unknown(id) }
             let directory = uploadDirectory(id)
             if let finished = try finishedHash(id) { return finished }
@@ -163,11 +163,11 @@ public struct FileBlobStore: BlobStore {
     }
 
     public func discardUpload(id: UploadID) async throws -> Bool {
-        try await onIOThread { try removeUpload(id) }
+        try await onDispatchThread { try removeUpload(id) }
     }
 
     public func deleteExpiredUploads(before time: Date) async throws -> Int {
-        try await onIOThread {
+        try await onDispatchThread {
             var deleted = 0
             for name in try FileManager.default.contentsOfDirectory(atPath: uploadsDirectory.path) {
                 guard let id = UploadID(name), let record = try readRecord(id), record.expiresAt < time else { continue }
@@ -180,16 +180,16 @@ public struct FileBlobStore: BlobStore {
     // MARK: Blobs
 
     public func blob(_ hash: BlobHash) async throws -> BlobInfo? {
-        try await onIOThread { try info(hash) }
+        try await onDispatchThread { try info(hash) }
     }
 
     public func read(_ hash: BlobHash, range: ClosedRange<Int64>?) -> AsyncThrowingStream<Data, any Error> {
         let reader = FileChunkReader(path: blobFile(hash).path, hash: hash, range: range)
-        return AsyncThrowingStream { try await onIOThread { try reader.next() } }
+        return AsyncThrowingStream { try await onDispatchThread { try reader.next() } }
     }
 
     public func delete(_ hash: BlobHash) async throws -> Bool {
-        try await onIOThread {
+        try await onDispatchThread {
             if unlink(blobFile(hash).path) == 0 { return true }
             if errno == ENOENT { return false }
             throw FileBlobError("delete blob \(hash.hex)", errno)
@@ -197,7 +197,7 @@ public struct FileBlobStore: BlobStore {
     }
 
     public func allBlobs(createdBefore time: Date, limit: Int) async throws -> [BlobInfo] {
-        try await onIOThread {
+        try await onDispatchThread {
             var found: [BlobInfo] = []
             let manager = FileManager.default
             for prefix in try manager.contentsOfDirectory(atPath: root.path) where prefix.utf8.count == 2 {

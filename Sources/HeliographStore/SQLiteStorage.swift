@@ -23,6 +23,7 @@ public final class SQLiteStorage: HeliographStorage {
     public let chatLog: any ChatLogStore
     /// Blobs as files in `blobs/` beside the database file.
     public let blobs: any BlobStore
+    /// Blob references, the blob register and public media facts, in the database.
     public let blobReferences: any BlobReferenceStore
     /// One embedded database serves one node: no cross-node feed.
     public var changeFeed: (any InboxChangeFeed)? { nil }

@@ -9,17 +9,6 @@ import Synchronization
 // Files and photos from the command line: `helio send --file`, `helio post --photo/--file`,
 // `helio save`, and what `helio listen` shows and saves of received attachments.
 
-/// A size as people read it: `512 bytes`, `3.5 KiB`, `2.4 MiB`, `1.1 GiB`.
-func humanSize(_ bytes: Int64) -> String {
-    guard bytes >= 1024 else { return bytes == 1 ? "1 byte" : "\(bytes) bytes" }
-    var value = Double(bytes) / 1024
-    for unit in ["KiB", "MiB", "GiB"] {
-        if value < 1024 || unit == "GiB" { return String(format: "%.1f %@", value, unit) }
-        value /= 1024
-    }
-    return "\(bytes) bytes"
-}
-
 /// A progress bar on stderr when it is a terminal, and nothing otherwise (a pipe or a log file
 /// would fill with carriage returns).
 final class ProgressBar: Sendable {
@@ -49,7 +38,7 @@ final class ProgressBar: Sendable {
         let width = 30
         let filled = width * percent / 100
         let bar = String(repeating: "#", count: filled) + String(repeating: " ", count: width - filled)
-        let line = "\r\(label) [\(bar)] \(percent)% \(humanSize(done)) / \(humanSize(total))"
+        let line = "\r\(label) [\(bar)] \(percent)% \(ByteCount.text(done)) / \(ByteCount.text(total))"
         FileHandle.standardError.write(Data(line.utf8))
     }
 
@@ -63,11 +52,11 @@ final class ProgressBar: Sendable {
 func mediaLines(_ media: ReceivedMedia, reference: String) -> [String] {
     var lines = media.attachments.map { pointer in
         let facts =
-            [pointer.mediaType, humanSize(Int64(pointer.plaintextSize))] + (pointer.thumbnail == nil ? [] : ["thumbnail"])
+            [pointer.mediaType, ByteCount.text(Int64(pointer.plaintextSize))] + (pointer.thumbnail == nil ? [] : ["thumbnail"])
         return "  attachment: \(pointer.fileName ?? "unnamed") (\(facts.joined(separator: ", ")))"
     }
     lines += media.media.map { item in
-        var facts = [item.mediaType, humanSize(item.size)]
+        var facts = [item.mediaType, ByteCount.text(item.size)]
         if let width = item.width, let height = item.height { facts.append("\(width)×\(height)") }
         if item.thumbnail != nil { facts.append("thumbnail") }
         return "  media: \(item.fileName ?? "unnamed") (\(facts.joined(separator: ", ")))"
@@ -222,7 +211,7 @@ extension Helio {
                     }
                     for file in saved {
                         let size = (try? FileManager.default.attributesOfItem(atPath: file.path)[.size] as? NSNumber)?.int64Value
-                        print("saved \(file.path)" + (size.map { " (\(humanSize($0)))" } ?? ""))
+                        print("saved \(file.path)" + (size.map { " (\(ByteCount.text($0)))" } ?? ""))
                     }
                 }
             }

@@ -240,6 +240,8 @@ enum Clock {
 struct ProcessSample {
     var cpuSeconds: Double
     var residentBytes: Int
+    /// The peak resident memory so far (VmHWM).
+    var peakResidentBytes: Int
 
     /// The sum over several processes (the nodes of a run); nil when none is given.
     init?(pids: [Int32]) {
@@ -247,6 +249,7 @@ struct ProcessSample {
         guard !samples.isEmpty else { return nil }
         cpuSeconds = samples.reduce(0) { $0 + $1.cpuSeconds }
         residentBytes = samples.reduce(0) { $0 + $1.residentBytes }
+        peakResidentBytes = samples.reduce(0) { $0 + $1.peakResidentBytes }
     }
 
     init?(pid: Int32?) {
@@ -258,8 +261,12 @@ struct ProcessSample {
         let fields = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ")
         let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
         cpuSeconds = (Double(fields[11])! + Double(fields[12])!) / ticks
-        let rss = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
-        residentBytes = (rss?.split(separator: " ").dropFirst().first).flatMap { Int($0) }.map { $0 * 1024 } ?? 0
+        func kilobytes(_ field: String) -> Int {
+            let line = status.split(separator: "\n").first { $0.hasPrefix(field) }
+            return (line?.split(separator: " ").dropFirst().first).flatMap { Int($0) }.map { $0 * 1024 } ?? 0
+        }
+        residentBytes = kilobytes("VmRSS:")
+        peakResidentBytes = kilobytes("VmHWM:")
     }
 }
 

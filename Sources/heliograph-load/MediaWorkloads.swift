@@ -33,9 +33,6 @@ struct MediaTransfer: AsyncParsableCommand {
         let client = try await HeliographClient.register(
             username: common.prefix + "media", server: common.url, deviceName: "load", profileName: "media",
             store: ProfileStore(directory: directory.appendingPathComponent("profiles")), encryption: false)
-        let pid = common.serverPid.first
-        let peakBefore = pid.flatMap(Self.peakResident)
-
         let beforeUpload = ProcessSample(pids: common.serverPid)
         let uploadStart = ContinuousClock.now
         let blob = try await client.upload(file: file, purpose: .encrypted)
@@ -48,7 +45,6 @@ struct MediaTransfer: AsyncParsableCommand {
         try await client.download(blob: blob.sha256, to: copy)
         let downloadSeconds = elapsedSeconds(since: downloadStart)
         let afterDownload = ProcessSample(pids: common.serverPid)
-        let peakAfter = pid.flatMap(Self.peakResident)
         await client.close()
 
         let mebibytes = Double(sizeMib)
@@ -67,10 +63,11 @@ struct MediaTransfer: AsyncParsableCommand {
             report["serverCPUMillisecondsPerMiBDownload"] = down
             print(String(format: "server CPU: %.2f ms per MiB uploaded, %.2f ms per MiB downloaded", up, down))
         }
-        if let peakBefore, let peakAfter {
-            report["serverPeakResidentMiBBefore"] = Double(peakBefore) / 1_048_576
-            report["serverPeakResidentMiBAfter"] = Double(peakAfter) / 1_048_576
-            print("server peak RSS: \(peakBefore >> 20) MiB before, \(peakAfter >> 20) MiB after")
+        if let beforeUpload, let afterDownload {
+            let (before, after) = (beforeUpload.peakResidentBytes, afterDownload.peakResidentBytes)
+            report["serverPeakResidentMiBBefore"] = Double(before) / 1_048_576
+            report["serverPeakResidentMiBAfter"] = Double(after) / 1_048_576
+            print("server peak RSS: \(before >> 20) MiB before, \(after >> 20) MiB after")
         }
         if let json = common.json {
             try JSONSerialization.data(withJSONObject: report, options: [.sortedKeys, .prettyPrinted])
@@ -99,14 +96,6 @@ struct MediaTransfer: AsyncParsableCommand {
             try handle.write(contentsOf: chunk)
         }
         return BlobHash(bytes: Data(hasher.finalize()))!
-    }
-
-    /// A process's peak resident memory (VmHWM), in bytes.
-    static func peakResident(_ pid: Int32) -> Int? {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
-            let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") })
-        else { return nil }
-        return line.split(separator: " ").dropFirst().first.flatMap { Int($0) }.map { $0 * 1024 }
     }
 }
 

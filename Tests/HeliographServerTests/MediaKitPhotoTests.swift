@@ -1,7 +1,6 @@
 import Foundation
 import HeliographCore
 import HeliographKit
-import HeliographMedia
 import HeliographProtocol
 import Testing
 
@@ -14,12 +13,7 @@ extension MediaKitTests {
             let channel = try await alice.createChannel(title: "Pictures", username: "pictures_daily")
             _ = try await bob.join("@pictures_daily")
 
-            // A 640×480 gradient, encoded by the media module.
-            var pixels = Data(capacity: 640 * 480 * 3)
-            for y in 0..<480 {
-                for x in 0..<640 { pixels.append(contentsOf: [UInt8(x % 256), UInt8(y % 256), UInt8((x + y) % 256)]) }
-            }
-            let jpeg = try ImageCodec().encodeJPEG(try DecodedImage(width: 640, height: 480, pixels: pixels))
+            let jpeg = try makeJPEG(width: 640, height: 480)
             let photo = try writeTestFile(jpeg, named: "sunset.jpg")
             let posted = try await alice.postMedia([photo], caption: "sunset", in: channel.chatId)
 

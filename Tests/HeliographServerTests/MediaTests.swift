@@ -124,11 +124,6 @@ struct MediaHTTP: Sendable {
     }
 }
 
-func randomData(_ count: Int) -> Data {
-    var generator = SystemRandomNumberGenerator()
-    return Data((0..<count).map { _ in UInt8.random(in: 0...255, using: &generator) })
-}
-
 /// A real JPEG of `width`×`height` (a colour gradient), made with libjpeg-turbo.
 func makeJPEG(width: Int, height: Int) throws -> Data {
     var pixels = Data(count: width * height * 3)
@@ -152,7 +147,7 @@ struct MediaTests {
         try await backend.run { server in
             let alice = try await server.register("alice", encryption: false)
             let http = MediaHTTP(server, alice)
-            let data = randomData(1_300_000)
+            let data = noiseBytes(1_300_000)
             let upload = try await http.start(data)
             #expect(upload.partSize == 512 * 1024)
             #expect(upload.partCount == 3)
@@ -214,9 +209,9 @@ struct MediaTests {
             let alice = try await server.register("alice", encryption: false)
             let mallory = try await server.register("mallory", encryption: false)
             let http = MediaHTTP(server, alice)
-            let other = try await http.upload(randomData(100_000))
+            let other = try await http.upload(noiseBytes(100_000))
 
-            let data = randomData(1_100_000)
+            let data = noiseBytes(1_100_000)
             let upload = try await http.start(data)
             // A part past the last, a part of the wrong length, a part index that is not one.
             var response = try await http.put(upload, 3, Data(count: 10))
@@ -301,10 +296,10 @@ struct MediaTests {
 
             // A PNG declared as JPEG, a truncated JPEG, garbage: unsupported_media, upload gone.
             for (bytes, type) in [
-                (Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) + randomData(2000), "image/jpeg"),
+                (Data([0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A]) + noiseBytes(2000), "image/jpeg"),
                 (jpeg.prefix(jpeg.count / 2), "image/jpeg"),
-                (randomData(5000), "image/png"),
-                (randomData(5000), "video/mp4"),
+                (noiseBytes(5000), "image/png"),
+                (noiseBytes(5000), "video/mp4"),
             ] {
                 let upload = try await http.start(bytes, purpose: .public, mediaType: type)
                 for index in 0..<upload.partCount { _ = try await http.put(upload, index, http.part(bytes, upload, index)) }
@@ -316,7 +311,7 @@ struct MediaTests {
                 #expect(try await server.served.blobs.blob(BlobHash.of(bytes)) == nil)
             }
             // A real MP4 header is accepted by its magic number, without a thumbnail.
-            let mp4 = Data([0, 0, 0, 0x18]) + Data("ftypmp42".utf8) + randomData(3000)
+            let mp4 = Data([0, 0, 0, 0x18]) + Data("ftypmp42".utf8) + noiseBytes(3000)
             let video = try await http.upload(mp4, purpose: .public, mediaType: "video/mp4")
             #expect(video.mediaType == "video/mp4")
             #expect(video.thumbnail == nil)
@@ -363,7 +358,7 @@ struct MediaTests {
             #expect(try await MediaHTTP(server, carol).download(photo.sha256).status == .ok)
 
             // Media nobody uploaded as public cannot be posted; nor can someone else's upload.
-            let secret = try await http.upload(randomData(2000))
+            let secret = try await http.upload(noiseBytes(2000))
             let notPublic = try await server.http(
                 .post, "/v1/chats/\(channel.chatId)/messages",
                 json: try String(
@@ -425,9 +420,9 @@ struct MediaTests {
             let limits = server.configuration.media
             let media = MediaService(
                 storage: server.served, clock: clock, limits: limits, uploadLimiter: RateLimiter(rate: 0, burst: 1))
-            let sent = try await http.upload(randomData(70_000))
-            let released = try await http.upload(randomData(80_000))
-            let orphan = try await http.upload(randomData(90_000))
+            let sent = try await http.upload(noiseBytes(70_000))
+            let released = try await http.upload(noiseBytes(80_000))
+            let orphan = try await http.upload(noiseBytes(90_000))
             // Two messages to Bob name blobs: Bob may read them, Carol may not.
             let keep = MessageID.random()
             let drop = MessageID.random()

@@ -17,8 +17,7 @@ struct MediaRoutes: Sendable {
         /// POST /v1/uploads — start a resumable upload (201).
         v1.post("uploads") { request, _ in
             let caller = try await authenticate(request)
-            let body = try await request.body.collect(upTo: maxBodyBytes)
-            let create = try WireCodec.decode(CreateUploadRequest.self, from: Data(body.readableBytesView))
+            let create = try await decode(CreateUploadRequest.self, request)
             return try JSONBody.response(try await media.createUpload(create, by: caller), status: .created)
         }
         /// GET /v1/uploads/{id} — what the server holds of an upload, for resuming.
@@ -68,9 +67,8 @@ struct MediaRoutes: Sendable {
         /// POST /v1/attachments/release — the sender deleted its message for everyone.
         v1.post("attachments/release") { request, _ in
             let caller = try await authenticate(request)
-            let body = try await request.body.collect(upTo: maxBodyBytes)
-            let release = try WireCodec.decode(ReleaseAttachmentsRequest.self, from: Data(body.readableBytesView))
-            return try JSONBody.response(try await media.release(release, by: caller))
+            return try JSONBody.response(
+                try await media.release(try await decode(ReleaseAttachmentsRequest.self, request), by: caller))
         }
     }
 
@@ -118,6 +116,12 @@ struct MediaRoutes: Sendable {
                 for try await chunk in stream { try await writer.write(ByteBuffer(bytes: chunk)) }
                 try await writer.finish(nil)
             })
+    }
+
+    /// Reads and decodes a JSON body no larger than the frame limit.
+    private func decode<T: Decodable>(_ type: T.Type, _ request: Request) async throws -> T {
+        let buffer = try await request.body.collect(upTo: maxBodyBytes)
+        return try WireCodec.decode(type, from: Data(buffer.readableBytesView))
     }
 
     private static func uploadID(_ context: HeliographRequestContext) throws -> UploadID {

@@ -61,7 +61,7 @@ public struct MediaService: Sendable {
         guard request.size <= limits.maxUploadBytes else {
             throw HeliographError(
                 .payloadTooLarge,
-                "the file is \(Self.describe(request.size)); the limit is \(Self.describe(limits.maxUploadBytes)) per file")
+                "the file is \(ByteCount.text(request.size)); the limit is \(ByteCount.text(limits.maxUploadBytes)) per file")
         }
         var label = request.purpose.rawValue
         switch request.purpose {
@@ -84,8 +84,8 @@ public struct MediaService: Sendable {
         guard limits.quotaBytes <= 0 || used + request.size <= limits.quotaBytes else {
             throw HeliographError(
                 .quotaExceeded,
-                "you uploaded \(Self.describe(used)) in the last \(Int(limits.quotaWindow.timeInterval / 3600)) hours; "
-                    + "the quota is \(Self.describe(limits.quotaBytes)) and this file needs \(Self.describe(request.size))")
+                "you uploaded \(ByteCount.text(used)) in the last \(Int(limits.quotaWindow.timeInterval / 3600)) hours; "
+                    + "the quota is \(ByteCount.text(limits.quotaBytes)) and this file needs \(ByteCount.text(request.size))")
         }
         let record = UploadRecord(
             id: .random(), owner: caller.accountID, size: request.size, sha256: request.sha256, partSize: limits.partSize,
@@ -224,9 +224,7 @@ public struct MediaService: Sendable {
                     blob: reference.blob, mediaType: facts.mediaType, size: info.size, width: facts.width,
                     height: facts.height, thumbnail: facts.thumbnail, fileName: reference.fileName))
         }
-        try await addChatReferences(
-            media.flatMap { [$0.blob] + ($0.thumbnail.map { [$0] } ?? []) }, chat: chat, sender: caller.accountID,
-            messageID: messageID)
+        try await addChatReferences(Self.blobs(of: media), chat: chat, sender: caller.accountID, messageID: messageID)
         return media
     }
 
@@ -236,9 +234,12 @@ public struct MediaService: Sendable {
     )
         async throws
     {
-        try await addChatReferences(
-            media.flatMap { [$0.blob] + ($0.thumbnail.map { [$0] } ?? []) }, chat: chat, sender: sender,
-            messageID: messageID)
+        try await addChatReferences(Self.blobs(of: media), chat: chat, sender: sender, messageID: messageID)
+    }
+
+    /// The blobs a post's media consists of: each file and its thumbnail, which readers get alike.
+    static func blobs(of media: [PublicMedia]) -> [BlobHash] {
+        media.flatMap { [$0.blob] + ($0.thumbnail.map { [$0] } ?? []) }
     }
 
     /// A post was deleted for everyone: its references expire after the grace period.
@@ -354,7 +355,7 @@ public struct MediaService: Sendable {
             let bytes = try await storage.blobs.contents(info.hash)
             let check = mediaCheck
             // Decoding is CPU work: off the cooperative pool's threads, as file I/O is.
-            facts = try await onWorkerThread { try check.check(declaredType: declared, bytes: bytes) }
+            facts = try await onDispatchThread(qos: .utility) { try check.check(declaredType: declared, bytes: bytes) }
         } else {
             let head =
                 info.size == 0
@@ -407,25 +408,5 @@ public struct MediaService: Sendable {
         try await storage.blobReferences.forget(blob)
         logger.debug("deleted an unreferenced blob", metadata: ["blob": "\(blob.hex)"])
         return true
-    }
-
-    /// A size for people: bytes, KiB, MiB or GiB.
-    static func describe(_ bytes: Int64) -> String {
-        let units = ["bytes", "KiB", "MiB", "GiB", "TiB"]
-        var value = Double(bytes)
-        var unit = 0
-        while value >= 1024, unit < units.count - 1 {
-            value /= 1024
-            unit += 1
-        }
-        return unit == 0 ? "\(bytes) bytes" : String(format: "%.1f %@", value, units[unit])
-    }
-}
-
-/// Runs CPU-heavy work (image decoding) on a dispatch thread, so it never stalls the cooperative
-/// thread pool that serves sockets.
-func onWorkerThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        DispatchQueue.global(qos: .utility).async { continuation.resume(with: Result { try body() }) }
     }
 }
